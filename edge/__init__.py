@@ -1,0 +1,20 @@
+"""semedge on-device runtime: SEM preprocessing kernels and the two-stage defect cascade.
+
+``import edge; cascade = edge.load()`` loads the default bundle shipped in the package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN
+
+__version__ = "0.1.0"
+__all__ = ["CLASSES", "DEFECT_CLASSES", "UNKNOWN", "__version__", "load"]
+
+
+def load(bundle: Any = None, *, target: str = "auto") -> Any:
+    """Load a model bundle (``None``: the shipped default) as a ready-to-run cascade."""
+    from edge.cascade import load as _load  # noqa: PLC0415  (keeps `import edge` light)
+
+    return _load(bundle, target=target)

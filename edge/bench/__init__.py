@@ -1,0 +1,1 @@
+"""Measurement code shared by ``semedge bench`` and the developer suites in ``benchmarks/``."""

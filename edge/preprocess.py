@@ -1,0 +1,428 @@
+"""SEM image preprocessing: reading, percentile normalization and fused tiling.
+
+The public functions validate their inputs here, in Python, and then call the Cython
+kernels (``edge._histogram``, ``edge._normalize``, ``edge._tiling``), which release the GIL
+and run without bounds checks.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Union
+
+import numpy as np
+
+from edge import _histogram, _normalize, _tiling
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ImageReadError",
+    "Tiles",
+    "normalize",
+    "percentiles",
+    "prepare_small",
+    "read_image",
+    "tile",
+    "tile_grid",
+    "untile",
+    "validate_image",
+]
+
+PathLike = Union[str, os.PathLike]
+Pad = Literal["reflect", "drop"]
+
+OPENMP: bool = _tiling.OPENMP
+"""Whether the tiling kernel was built with OpenMP (``threads > 1`` then splits tiles)."""
+
+DEFAULT_MAX_PIXELS = 100_000_000
+"""Largest image ``read_image`` decodes (override with ``SEMEDGE_MAX_PIXELS``)."""
+
+_SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+
+
+class ImageReadError(ValueError):
+    """A file that cannot be turned into a 2-D 8/16-bit image; the message names the file."""
+
+    def __init__(self, path: PathLike, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass(frozen=True)
+class Tiles:
+    """A batch of normalized tiles and where each came from.
+
+    Attributes
+    ----------
+    batch : (N, 1, size, size) float32 ndarray
+        Normalized tiles, NCHW, values in [0, 1].
+    boxes : (N, 4) int64 ndarray
+        ``x0, y0, x1, y1`` of each tile in image pixels, clipped to the image.
+    grid : tuple of int
+        ``(rows, cols)``; tile ``k`` is at row ``k // cols``, column ``k % cols``.
+    image_shape : tuple of int
+        ``(height, width)`` of the unpadded image.
+    size, stride : int
+        Tile side and step, in pixels.
+    """
+
+    batch: np.ndarray
+    boxes: np.ndarray
+    grid: tuple[int, int]
+    image_shape: tuple[int, int]
+    size: int
+    stride: int
+
+    def __len__(self) -> int:
+        return int(self.batch.shape[0])
+
+
+def validate_image(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Return ``image`` as a 2-D uint8/uint16 ndarray or raise a clear error.
+
+    An ``(H, W, 1)`` array is squeezed to ``(H, W)``; anything else that is not 2-D,
+    not uint8/uint16, or empty raises.
+    """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{name} must be a numpy ndarray, got {type(image).__name__}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (H, W) or (H, W, 1) grayscale, got shape {image.shape}; "
+            "convert colour images to one channel first (edge.preprocess.read_image does)"
+        )
+    if image.dtype not in _SUPPORTED_DTYPES:
+        raise TypeError(f"{name} must be uint8 or uint16, got dtype {image.dtype}")
+    if image.size == 0:
+        raise ValueError(f"{name} is empty, shape {image.shape}")
+    if any(s % image.itemsize for s in image.strides):
+        image = np.ascontiguousarray(image)
+    return image
+
+
+def _check_percentiles(low: float, high: float) -> tuple[float, float]:
+    for name, value in (("low", low), ("high", high)):
+        if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
+            raise TypeError(f"{name} must be a number in [0, 100], got {value!r}")
+        if not math.isfinite(value) or not 0.0 <= value <= 100.0:
+            raise ValueError(f"{name} must be in [0, 100], got {value!r}")
+    if low >= high:
+        raise ValueError(f"low must be smaller than high, got low={low!r}, high={high!r}")
+    return float(low), float(high)
+
+
+def _inverted_cdf_rank(n: int, q: float) -> int:
+    """0-based rank that ``numpy.percentile(..., method="inverted_cdf")`` picks."""
+    index = n * (np.float64(q) / 100.0) - 1.0
+    previous = math.floor(index)
+    rank = previous + 1 if index - previous > 0 else previous
+    return int(min(max(rank, 0), n - 1))
+
+
+def percentiles(image: np.ndarray, *, low: float = 1.0, high: float = 99.0) -> tuple[int, int]:
+    """Return the ``low`` and ``high`` percentiles of ``image`` (inverted-CDF definition).
+
+    Equal to ``numpy.percentile(image, [low, high], method="inverted_cdf")``, computed from
+    a histogram in one pass.
+    """
+    image = validate_image(image)
+    low, high = _check_percentiles(low, high)
+    n = image.size
+    if n >= 2**32:
+        raise ValueError(f"image has {n:,} pixels; at most 2**32 - 1 are supported")
+    return _histogram.order_statistics(
+        image, _inverted_cdf_rank(n, low), _inverted_cdf_rank(n, high)
+    )
+
+
+def normalize(image: np.ndarray, *, low: float = 1.0, high: float = 99.0) -> np.ndarray:
+    """Clip ``image`` to its ``[low, high]`` percentiles and scale to [0, 1].
+
+    Parameters
+    ----------
+    image : (H, W) uint8 or uint16 ndarray
+        Any strides.
+    low, high : float
+        Percentiles in [0, 100], ``low < high``.
+
+    Returns
+    -------
+    (H, W) float32 ndarray
+        ``clip((image - p_low) * s, 0, 1)`` in float32 arithmetic, with
+        ``s = float32(1) / float32(p_high - p_low)``; all zeros when the two percentiles
+        are equal (a constant image), never NaN.
+    """
+    image = validate_image(image)
+    lo, inv_span = _scale(image, low, high)
+    out = np.empty(image.shape, dtype=np.float32)
+    _normalize.normalize_into(image, lo, inv_span, out)
+    return out
+
+
+def _scale(image: np.ndarray, low: float, high: float) -> tuple[np.float32, np.float32]:
+    """The float32 offset and factor of the normalization (factor 0 for a constant image)."""
+    lo, hi = percentiles(image, low=low, high=high)
+    inv_span = np.float32(1.0) / np.float32(hi - lo) if hi > lo else np.float32(0.0)
+    return np.float32(lo), np.float32(inv_span)
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a positive int, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return int(value)
+
+
+def tile_grid(
+    shape: tuple[int, int], *, size: int = 224, stride: int | None = None, pad: Pad = "reflect"
+) -> tuple[int, int]:
+    """Return ``(rows, cols)`` of the tile grid for an image of ``shape``.
+
+    ``pad="reflect"`` adds tiles until the whole image is covered (the last ones reach
+    into reflect-101 padding); ``pad="drop"`` keeps only tiles fully inside the image.
+    """
+    size = _check_positive_int("size", size)
+    stride = size if stride is None else _check_positive_int("stride", stride)
+    if pad not in ("reflect", "drop"):
+        raise ValueError(f"pad must be 'reflect' or 'drop', got {pad!r}")
+    counts = []
+    for extent in shape:
+        if pad == "reflect":
+            counts.append(1 + max(0, math.ceil((extent - size) / stride)))
+        else:
+            counts.append(0 if extent < size else 1 + (extent - size) // stride)
+    return counts[0], counts[1]
+
+
+def tile(
+    image: np.ndarray,
+    *,
+    size: int = 224,
+    stride: int | None = None,
+    pad: Pad = "reflect",
+    low: float = 1.0,
+    high: float = 99.0,
+    out: np.ndarray | None = None,
+    threads: int = 1,
+) -> Tiles:
+    """Normalize ``image`` and cut it into an NCHW float32 batch in one pass.
+
+    Parameters
+    ----------
+    image : (H, W) uint8 or uint16 ndarray
+    size : int
+        Tile side in pixels.
+    stride : int, optional
+        Step between tiles; ``None`` means ``size`` (no overlap).
+    pad : {"reflect", "drop"}
+        ``reflect`` covers the whole image with reflect-101 padding, also an image
+        smaller than one tile; ``drop`` drops the remainder (and raises if no tile fits).
+    low, high : float
+        Percentiles of the whole unpadded image used for the clip.
+    out : (N, 1, size, size) float32 C-contiguous ndarray, optional
+        Buffer to reuse; a view of its first N tiles becomes ``Tiles.batch``.
+    threads : int
+        Threads that share the tiles (used when built with OpenMP).
+
+    Returns
+    -------
+    Tiles
+    """
+    image = validate_image(image)
+    low, high = _check_percentiles(low, high)
+    size = _check_positive_int("size", size)
+    stride = size if stride is None else _check_positive_int("stride", stride)
+    threads = _check_positive_int("threads", threads)
+    h, w = image.shape
+    rows, cols = tile_grid((h, w), size=size, stride=stride, pad=pad)
+    n = rows * cols
+    if n == 0:
+        raise ValueError(
+            f"image of shape {image.shape} is smaller than one {size}×{size} tile and "
+            "pad='drop' keeps no tile; use pad='reflect'"
+        )
+    batch = _output_buffer(out, n, size)
+    lo, inv_span = _scale(image, low, high)
+    _tiling.tile_into(image, lo, inv_span, size, stride, rows, cols, batch, threads)
+    ys, xs = np.divmod(np.arange(n, dtype=np.int64), cols)
+    x0, y0 = xs * stride, ys * stride
+    boxes = np.stack([x0, y0, np.minimum(x0 + size, w), np.minimum(y0 + size, h)], axis=1)
+    return Tiles(batch=batch, boxes=boxes, grid=(rows, cols), image_shape=(h, w),
+                 size=size, stride=stride)
+
+
+def _output_buffer(out: np.ndarray | None, n: int, size: int) -> np.ndarray:
+    if out is None:
+        return np.empty((n, 1, size, size), dtype=np.float32)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy ndarray, got {type(out).__name__}")
+    if out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable:
+        raise TypeError(
+            f"out must be a writeable C-contiguous float32 array, got dtype {out.dtype}, "
+            f"contiguous={out.flags.c_contiguous}, writeable={out.flags.writeable}"
+        )
+    if out.ndim != 4 or out.shape[1:] != (1, size, size) or out.shape[0] < n:
+        raise ValueError(f"out must have shape (>= {n}, 1, {size}, {size}), got {out.shape}")
+    return out[:n]
+
+
+def untile(values: np.ndarray, tiles: Tiles, *, reduce: Literal["max", "mean"] = "max") -> np.ndarray:
+    """Merge per-tile values back onto the image grid.
+
+    Parameters
+    ----------
+    values : (N,) array or (N, 1, size, size) array
+        One score per tile (e.g. stage-1 scores), or the tiles themselves.
+    tiles : Tiles
+        The tiling the values belong to.
+    reduce : {"max", "mean"}
+        How overlapping tiles combine (scores only; pixel tiles are identical where
+        they overlap and are written as they are).
+
+    Returns
+    -------
+    (H, W) float32 ndarray
+        A per-pixel map: the merged score of the tiles covering each pixel, or the
+        reassembled normalized image.
+    """
+    values = np.asarray(values)
+    n = len(tiles)
+    h, w = tiles.image_shape
+    if values.shape == (n, 1, tiles.size, tiles.size):
+        image = np.empty((h, w), dtype=np.float32)
+        for (x0, y0, x1, y1), tile_pixels in zip(tiles.boxes, values[:, 0]):
+            image[y0:y1, x0:x1] = tile_pixels[: y1 - y0, : x1 - x0]
+        return image
+    if values.shape != (n,):
+        raise ValueError(
+            f"values must have shape ({n},) or ({n}, 1, {tiles.size}, {tiles.size}), "
+            f"got {values.shape}"
+        )
+    if reduce not in ("max", "mean"):
+        raise ValueError(f"reduce must be 'max' or 'mean', got {reduce!r}")
+    if reduce == "max":
+        merged = np.full((h, w), -np.inf, dtype=np.float32)
+        for (x0, y0, x1, y1), v in zip(tiles.boxes, values):
+            np.maximum(merged[y0:y1, x0:x1], v, out=merged[y0:y1, x0:x1])
+        return merged
+    total = np.zeros((h, w), dtype=np.float64)
+    count = np.zeros((h, w), dtype=np.int32)
+    for (x0, y0, x1, y1), v in zip(tiles.boxes, values):
+        total[y0:y1, x0:x1] += v
+        count[y0:y1, x0:x1] += 1
+    return (total / count).astype(np.float32)
+
+
+def prepare_small(image: np.ndarray, size: int = 224) -> np.ndarray:
+    """Upscale an image whose shorter side is under ``size`` so that side equals ``size``.
+
+    The documented small-image rule, the same in training, ``classify`` and ``eval``:
+    bilinear (``cv2.INTER_LINEAR``), aspect ratio kept, dtype kept. Larger images are
+    returned unchanged.
+    """
+    import cv2  # noqa: PLC0415  (OpenCV is only needed on this path and for reading)
+
+    image = validate_image(image)
+    size = _check_positive_int("size", size)
+    h, w = image.shape
+    if min(h, w) >= size:
+        return image
+    scale = size / min(h, w)
+    new_w = max(size, round(w * scale))
+    new_h = max(size, round(h * scale))
+    return cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+
+
+def _max_pixels() -> int:
+    raw = os.environ.get("SEMEDGE_MAX_PIXELS")
+    if raw is None:
+        return DEFAULT_MAX_PIXELS
+    try:
+        return int(raw)
+    except ValueError as err:
+        raise ValueError(f"SEMEDGE_MAX_PIXELS must be an integer, got {raw!r}") from err
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from the file header (no pixel decoding), or None if unknown."""
+    try:
+        from PIL import Image  # noqa: PLC0415
+    except ImportError:  # Pillow is optional; OpenCV's own pixel limit still applies
+        return None
+    Image.MAX_IMAGE_PIXELS = None  # we apply our own limit below, with the file's name
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's complaints about odd metadata
+            with Image.open(path) as im:
+                return im.size
+    except Exception:  # unidentified by Pillow: let OpenCV decide and report
+        return None
+
+
+def read_image(path: PathLike, *, max_pixels: int | None = None) -> np.ndarray:
+    """Read an SEM image file as a 2-D uint8 or uint16 array.
+
+    PNG, TIFF (8/16-bit), BMP and JPEG through OpenCV (``IMREAD_UNCHANGED``). A colour
+    file whose channels are equal becomes one channel; otherwise it is converted to
+    luminance with a warning. The header is checked against ``max_pixels`` before any
+    pixel is decoded.
+
+    Raises
+    ------
+    ImageReadError
+        Missing, empty, corrupt or truncated file; unsupported pixel type; too large.
+    """
+    import cv2  # noqa: PLC0415
+
+    path = Path(path)
+    limit = _max_pixels() if max_pixels is None else max_pixels
+    if not path.is_file():
+        raise ImageReadError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    header = _header_size(path)
+    if header is not None and header[0] * header[1] > limit:
+        raise ImageReadError(
+            path,
+            f"image is {header[0]}×{header[1]} = {header[0] * header[1]:,} pixels, over the "
+            f"limit of {limit:,} (set SEMEDGE_MAX_PIXELS to raise it)",
+        )
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise ImageReadError(path, "cannot decode: not an image, or corrupt or truncated")
+    if image.dtype not in _SUPPORTED_DTYPES:
+        raise ImageReadError(
+            path, f"unsupported pixel type {image.dtype}: semedge reads 8- and 16-bit images"
+        )
+    if image.ndim == 3:
+        image = _to_single_channel(image, path)
+    if image.ndim != 2:
+        raise ImageReadError(path, f"unsupported image layout, shape {image.shape}")
+    return image
+
+
+def _to_single_channel(image: np.ndarray, path: Path) -> np.ndarray:
+    import cv2  # noqa: PLC0415
+
+    channels = image.shape[2]
+    if channels == 1:
+        return image[:, :, 0]
+    if channels not in (3, 4):
+        raise ImageReadError(path, f"unsupported number of channels: {channels}")
+    bgr = image[:, :, :3]
+    if np.array_equal(bgr[:, :, 0], bgr[:, :, 1]) and np.array_equal(bgr[:, :, 0], bgr[:, :, 2]):
+        return np.ascontiguousarray(bgr[:, :, 0])
+    warnings.warn(
+        f"{path}: colour image converted to luminance (SEM images are grayscale)",
+        UserWarning,
+        stacklevel=3,
+    )
+    return cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2GRAY)
