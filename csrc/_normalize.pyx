@@ -22,10 +22,11 @@ def normalize_into(const pixel_t[:, :] image not None, float lo, float inv_span,
         for y in range(h):
             row = &image[y, 0]
             dst = &out[y, 0]
-            if cs == 1 and pixel_t is uint8_t:
-                semedge_scale_row_u8(row, dst, w, lo, inv_span)
-            elif cs == 1:
-                semedge_scale_row_u16(row, dst, w, lo, inv_span)
+            if cs == 1:
+                if pixel_t is uint8_t:
+                    semedge_scale_row_u8(row, dst, w, lo, inv_span)
+                else:
+                    semedge_scale_row_u16(row, dst, w, lo, inv_span)
             else:
                 for x in range(w):
                     dst[x] = scale_pixel(<float>row[x * cs], lo, inv_span)
