@@ -13,8 +13,11 @@ __version__ = "0.1.0"
 __all__ = ["CLASSES", "DEFECT_CLASSES", "UNKNOWN", "__version__", "load"]
 
 
-def load(bundle: Any = None, *, target: str = "auto") -> Any:
-    """Load a model bundle (``None``: the shipped default) as a ready-to-run cascade."""
+def load(bundle: Any = None, *, target: str = "auto", **options: Any) -> Any:
+    """Load a model bundle (``None``: the shipped default) as a ready-to-run cascade.
+
+    ``options`` go to :func:`edge.cascade.load` (e.g. ``providers=[...]``).
+    """
     from edge.cascade import load as _load  # noqa: PLC0415  (keeps `import edge` light)
 
-    return _load(bundle, target=target)
+    return _load(bundle, target=target, **options)

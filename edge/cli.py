@@ -1,0 +1,265 @@
+"""The ``semedge`` command line.
+
+Device subcommands: ``info``, ``targets``, ``classify``. Workstation subcommands
+(``synth``, ``train``, ``export``) are delegated lazily by :mod:`edge._workstation`.
+Exit status: 0 success, 1 some file failed, 2 usage or setup error (bundle, target,
+missing backend).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from edge import __version__, _workstation
+
+__all__ = ["IMAGE_SUFFIXES", "collect_files", "main"]
+
+IMAGE_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".pgm", ".pnm"})
+"""Files picked up when a folder is given (named files are taken whatever the suffix)."""
+
+
+def collect_files(paths: Sequence[str]) -> Iterator[Path]:
+    """Named files as given, image files under named folders (recursive, sorted)."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*")
+                              if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield path  # a missing file becomes an error result, the run goes on
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="semedge", description="Classify defects in SEM images on edge boards.")
+    parser.add_argument("--version", action="version", version=f"semedge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    sub.add_parser("info", help="version, kernel build, backends, default bundle")
+
+    p = sub.add_parser("targets", help="list target profiles and which can run here")
+    p.add_argument("--json", action="store_true", help="one JSON object per profile")
+
+    p = sub.add_parser("classify", help="classify image files and folders")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    p.add_argument("--target", default="auto", help="target profile (default: auto)")
+    p.add_argument("--bundle", default=None, metavar="DIR",
+                   help="model bundle folder (default: the bundle shipped in the package)")
+    p.add_argument("--provider", action="append", dest="providers", metavar="EP",
+                   help="onnxruntime execution provider to use instead of the profile's; "
+                        "repeat for a priority list; a missing one is an error")
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
+    p.add_argument("--overlay", metavar="DIR", help="write PNGs with flagged tiles drawn")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+
+    _workstation.add_subparsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _workstation.COMMANDS:
+        return _workstation.run(argv[0], argv[1:])
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "info":
+            return _info()
+        if args.command == "targets":
+            return _targets(args.json)
+        return _classify(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+# --------------------------------------------------------------------------- info
+
+
+def _info() -> int:
+    from edge import backends  # noqa: PLC0415
+    from edge.bundle import BundleError, default_bundle_path, load_bundle  # noqa: PLC0415
+
+    print(f"semedge {__version__} (python {sys.version.split()[0]})")
+    try:
+        from edge import preprocess  # noqa: PLC0415
+
+        print(f"kernels: built, OpenMP {'yes' if preprocess.OPENMP else 'no'}")
+    except ImportError as err:
+        print(f"kernels: NOT BUILT ({err}); run `pip install -e .` to compile csrc/")
+    for name in backends.backend_names():
+        reason = backends.why_unavailable(name)
+        if reason is None and name == "onnxruntime":
+            import onnxruntime as ort  # noqa: PLC0415
+
+            extra = f" {ort.__version__}, providers: {', '.join(ort.get_available_providers())}"
+        else:
+            extra = ""
+        print(f"backend {name}: {'available' + extra if reason is None else 'no (' + reason + ')'}")
+    path = default_bundle_path()
+    try:
+        bundle = load_bundle(None)
+        formats = ", ".join(bundle.formats("stage1"))
+        print(f"default bundle: {bundle.name!r} at {path} (formats: {formats})")
+    except BundleError as err:
+        print(f"default bundle: not usable ({err.reason})")
+    return 0
+
+
+# ------------------------------------------------------------------------ targets
+
+
+def _targets(as_json: bool) -> int:
+    from edge.profiles import detect, list_profiles  # noqa: PLC0415
+
+    profiles = list_profiles()
+    try:
+        chosen = detect(profiles)
+        auto, auto_reason = chosen.profile.name, chosen.reason
+    except ValueError as err:
+        auto, auto_reason = None, str(err)
+    rows = []
+    for p in profiles:
+        try:
+            runtime, note = p.choose_runtime()
+            status = "yes" if note is None else (f"fallback: {runtime.backend} "
+                                                 f"{', '.join(runtime.formats)}")
+            problem = note
+        except Exception as err:  # noqa: BLE001  (report any reason it cannot run)
+            status, problem = "no", str(err)
+        rows.append({
+            "name": p.name, "description": p.description, "backend": p.runtime.backend,
+            "formats": list(p.runtime.formats), "providers": list(p.runtime.providers),
+            "threads": p.threads, "tile": p.tile, "stride": p.stride, "batch": p.batch,
+            "stage1_threshold": p.stage1_threshold, "runs_here": status != "no",
+            "status": status, "reason": problem, "auto": p.name == auto,
+        })
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    from rich.console import Console  # noqa: PLC0415
+    from rich.markup import escape  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title="semedge targets")
+    for col in ("target", "backend", "formats", "providers", "threads", "tile/stride/batch",
+                "runs here"):
+        table.add_column(col)
+    notes = []
+    for row in rows:
+        status = row["status"]
+        if status == "no":
+            notes.append(f"[{len(notes) + 1}] {row['reason']}")
+            status = f"no [{len(notes)}]"
+        table.add_row(
+            row["name"] + (" (auto)" if row["auto"] else ""),
+            row["backend"],
+            ", ".join(row["formats"]),
+            ", ".join(p.replace("ExecutionProvider", "") for p in row["providers"]) or "-",
+            str(row["threads"] or "all"),
+            f"{row['tile'] or 'bundle'}/{row['stride'] or 'tile'}/{row['batch']}",
+            status,
+        )
+    console = Console()
+    console.print(table)
+    for note in notes:
+        console.print(escape(note), highlight=False)
+    console.print(f"auto → {auto or 'none'}: {escape(auto_reason)}", highlight=False)
+    return 0
+
+
+# ----------------------------------------------------------------------- classify
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from edge.backends import BackendUnavailable, ProviderError  # noqa: PLC0415
+    from edge.cascade import load  # noqa: PLC0415
+
+    try:
+        cascade = load(args.bundle, target=args.target, providers=args.providers)
+    except (ValueError, BackendUnavailable, ProviderError) as err:
+        print(f"semedge: error: {err}", file=sys.stderr)
+        return 2
+    print(f"semedge: {cascade.target_reason}", file=sys.stderr)
+    files = list(collect_files(args.paths))
+    if not files:
+        print("semedge: error: no image files found", file=sys.stderr)
+        return 2
+    results = cascade.iter_files(files)
+    progress = None
+    if not args.no_progress and len(files) > 1 and sys.stderr.isatty():
+        from rich.progress import Progress  # noqa: PLC0415
+
+        progress = Progress(transient=True)
+    failed = 0
+    counts: Counter[str] = Counter()
+    table_rows = []
+    overlay_names: set[str] = set()
+    task = progress.add_task("classifying", total=len(files)) if progress else None
+    if progress:
+        progress.start()
+    try:
+        for result, image in results:
+            if progress:
+                progress.advance(task)
+            if not result.ok:
+                failed += 1
+            else:
+                counts[result.label] += 1
+                if args.overlay and image is not None:
+                    _overlay(image, result, Path(args.overlay), overlay_names)
+            if args.json:
+                print(json.dumps(result.to_json()), flush=True)
+            else:
+                table_rows.append(result)
+    finally:
+        if progress:
+            progress.stop()
+    if not args.json:
+        _print_table(table_rows, counts, failed)
+    return 1 if failed else 0
+
+
+def _overlay(image, result, out_dir: Path, used: set[str]) -> None:
+    from edge.overlay import write_overlay  # noqa: PLC0415
+
+    stem, n = Path(result.path).stem, 0
+    name = stem
+    while name in used:
+        n += 1
+        name = f"{stem}-{n}"
+    used.add(name)
+    write_overlay(image, result, out_dir / f"{name}.png")
+
+
+def _print_table(results: list, counts: Counter, failed: int) -> None:
+    from rich.console import Console  # noqa: PLC0415
+    from rich.markup import escape  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    from edge.classes import CLASSES, UNKNOWN  # noqa: PLC0415
+
+    table = Table()
+    for col, justify in (("file", "left"), ("label", "left"), ("score", "right"),
+                         ("flagged tiles", "right"), ("ms", "right")):
+        table.add_column(col, justify=justify)
+    for r in results:
+        if not r.ok:
+            table.add_row(escape(str(r.path)), f"[red]error[/red]: {escape(r.error or '')}",
+                          "", "", "")
+            continue
+        table.add_row(escape(str(r.path)), r.label, f"{r.score:.3f}",
+                      f"{r.stage2_count}/{len(r.tile_labels)}",
+                      f"{r.timings_ms.get('total', 0.0):.1f}")
+    console = Console()
+    console.print(table)
+    parts = [f"{c}: {counts[c]}" for c in (*CLASSES, UNKNOWN) if counts[c]]
+    if failed:
+        parts.append(f"errors: {failed}")
+    console.print(f"{len(results)} images — " + (", ".join(parts) or "none classified"))

@@ -1,0 +1,184 @@
+"""Result types of the cascade and their JSON form.
+
+The image-label rule (also in ``docs/runtime.md``):
+
+* no tile flagged by stage 1 → ``normal``; score = 1 − the highest stage-1 score
+  (the confidence that even the most suspicious tile is normal);
+* otherwise the *decisive tile* is the flagged tile with the highest stage-1 score
+  (ties: lowest tile index); the image takes its label (a defect class, or ``unknown``
+  when its stage-2 top probability is under the bundle's threshold) and its score
+  (that top probability). An image with a flagged tile is never ``normal``.
+
+Every ``score`` is the confidence in the label it stands next to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN
+
+__all__ = ["ImageResult", "TileResult", "error_result", "image_label", "label_tiles"]
+
+NORMAL = CLASSES[0]
+
+
+@dataclass(frozen=True)
+class TileResult:
+    """One tile: its box ``(x0, y0, x1, y1)`` in image pixels, label and score."""
+
+    index: int
+    box: tuple[int, int, int, int]
+    label: str
+    score: float
+    stage1_score: float
+    flagged: bool
+    probabilities: dict[str, float] | None
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"box", "label", "score"}``."""
+        return {"box": list(self.box), "label": self.label, "score": round(self.score, 6)}
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """The cascade's answer for one image (or the error for one file).
+
+    Attributes
+    ----------
+    path : str or None
+        The file, when classified from a file.
+    label : str
+        ``normal``, a defect class or ``unknown`` (empty when ``error`` is set).
+    score : float
+        Confidence in ``label`` (see the module docstring).
+    boxes : (N, 4) int64 ndarray
+        Tile boxes ``x0, y0, x1, y1`` in the input image's pixels.
+    stage1_scores : (N,) float32 ndarray
+        P(defective) of every tile.
+    flagged : (N,) bool ndarray
+        Tiles whose stage-1 score reached the threshold (the only ones stage 2 saw).
+    stage2_probs : (N, 6) float32 ndarray
+        Calibrated stage-2 probabilities (``DEFECT_CLASSES`` order); NaN rows for
+        unflagged tiles.
+    tile_labels : tuple of str
+        Label of every tile.
+    timings_ms : dict
+        Milliseconds per step: ``read`` (files only), ``tile``, ``stage1``, ``stage2``,
+        ``total``.
+    backend : str
+        ``runtime:provider:precision`` of stage 1 (and stage 2 when it differs).
+    image_shape : tuple of int
+        ``(height, width)`` of the input image.
+    grid : tuple of int
+        ``(rows, cols)`` of the tile grid.
+    decisive_tile : int or None
+        Index of the tile that gave the image label (None for ``normal``).
+    error : str or None
+        Why the file could not be classified; the other fields are then empty.
+    """
+
+    path: str | None
+    label: str
+    score: float
+    boxes: np.ndarray
+    stage1_scores: np.ndarray
+    flagged: np.ndarray
+    stage2_probs: np.ndarray
+    tile_labels: tuple[str, ...]
+    timings_ms: dict[str, float]
+    backend: str
+    image_shape: tuple[int, int]
+    grid: tuple[int, int]
+    decisive_tile: int | None = None
+    error: str | None = None
+    tile_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    @property
+    def ok(self) -> bool:
+        """True unless this is an error result."""
+        return self.error is None
+
+    @property
+    def stage2_count(self) -> int:
+        """Number of tiles stage 2 ran on."""
+        return int(np.count_nonzero(self.flagged))
+
+    @property
+    def tiles(self) -> list[TileResult]:
+        """Per-tile results, in tile order (row-major over ``grid``)."""
+        out = []
+        for i in range(len(self.tile_labels)):
+            probs = None
+            if self.flagged[i]:
+                probs = {c: float(p) for c, p in zip(DEFECT_CLASSES, self.stage2_probs[i])}
+            out.append(TileResult(
+                index=i,
+                box=tuple(int(v) for v in self.boxes[i]),
+                label=self.tile_labels[i],
+                score=float(self.tile_scores[i]),
+                stage1_score=float(self.stage1_scores[i]),
+                flagged=bool(self.flagged[i]),
+                probabilities=probs,
+            ))
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's JSON object: ``path, label, score, tiles, timings_ms, backend``
+        (``path, error`` for a failed file)."""
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        return {
+            "path": self.path,
+            "label": self.label,
+            "score": round(self.score, 6),
+            "tiles": [t.to_json() for t in self.tiles],
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+            "backend": self.backend,
+        }
+
+
+def error_result(path: str | None, error: str, timings_ms: dict[str, float] | None = None,
+                 backend: str = "") -> ImageResult:
+    """An :class:`ImageResult` for a file that could not be classified."""
+    return ImageResult(
+        path=path, label="", score=float("nan"),
+        boxes=np.zeros((0, 4), np.int64), stage1_scores=np.zeros(0, np.float32),
+        flagged=np.zeros(0, bool), stage2_probs=np.zeros((0, len(DEFECT_CLASSES)), np.float32),
+        tile_labels=(), timings_ms=dict(timings_ms or {}), backend=backend,
+        image_shape=(0, 0), grid=(0, 0), error=error,
+    )
+
+
+def label_tiles(stage1_scores: np.ndarray, flagged: np.ndarray, probs: np.ndarray,
+                unknown_threshold: float) -> tuple[tuple[str, ...], np.ndarray]:
+    """Per-tile labels and scores (pure; see the module docstring for the rule).
+
+    ``probs`` is ``(N, 6)`` with any values in unflagged rows.
+    """
+    labels = []
+    scores = np.empty(len(stage1_scores), np.float32)
+    for i, (s1, hit) in enumerate(zip(stage1_scores, flagged)):
+        if not hit:
+            labels.append(NORMAL)
+            scores[i] = 1.0 - s1
+            continue
+        top = int(np.argmax(probs[i]))
+        scores[i] = probs[i, top]
+        labels.append(DEFECT_CLASSES[top] if probs[i, top] >= unknown_threshold else UNKNOWN)
+    return tuple(labels), scores
+
+
+def image_label(stage1_scores: np.ndarray, flagged: np.ndarray, tile_labels: tuple[str, ...],
+                tile_scores: np.ndarray) -> tuple[str, float, int | None]:
+    """``(label, score, decisive tile)`` of the image (pure; rule in the module docstring)."""
+    if len(stage1_scores) == 0:
+        raise ValueError("an image has at least one tile")
+    if not flagged.any():
+        return NORMAL, float(1.0 - stage1_scores.max()), None
+    masked = np.where(flagged, stage1_scores, -np.inf)
+    k = int(np.argmax(masked))
+    return tile_labels[k], float(tile_scores[k]), k
