@@ -1,0 +1,7 @@
+"""``python -m synth``: same as ``semedge synth``."""
+
+import sys
+
+from synth.cli import main
+
+sys.exit(main())
