@@ -11,7 +11,8 @@ On a 2048×2048 uint8 field where 2 of 100 tiles are defective, with 2 threads:
 Uses the shipped default bundle when it has a monolithic model, else a bundle built
 from random models (``tests/edge/bundle_factory.py``, ``realistic=True``: the TileNet
 layouts of ``training/models.py``). Steps are timed interleaved, round by round, and the medians
-compared, so drift on a shared machine hits every step alike.
+compared, so drift on a shared machine hits every step alike. The measurement is shared with
+``semedge bench`` (``edge/bench/cascade_cost.py``).
 
 Run: ``pytest benchmarks/test_bench_cascade.py -s``
 """
@@ -19,21 +20,17 @@ Run: ``pytest benchmarks/test_bench_cascade.py -s``
 from __future__ import annotations
 
 import json
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "edge"))
 
 import edge  # noqa: E402
-from edge.backends import create_backend  # noqa: E402
+from edge.bench.cascade_cost import bright_field, classify_overhead, open_monolithic  # noqa: E402
 from edge.bundle import BundleError, load_bundle  # noqa: E402
 from edge.profiles import load_profile  # noqa: E402
 
@@ -55,66 +52,22 @@ def _bundle(tmp: Path) -> Path | None:
     return make_bundle(tmp, formats=("onnx", "onnx-int8"), realistic=True, monolithic=True)
 
 
-def _field(size: int = 2048, tile: int = 224) -> np.ndarray:
-    """Dark noisy field with 2 of the 10×10 tiles bright (flagged by the test stage 1)."""
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 100, (size, size), endpoint=True).astype(np.uint8)
-    for r, c in ((2, 3), (7, 6)):
-        image[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] = 255
-    return image
-
-
-def _median_ms(fn: Callable[[], object], store: list[float]) -> None:
-    t0 = time.perf_counter()
-    fn()
-    store.append((time.perf_counter() - t0) * 1000.0)
-
-
 def measure(bundle: Path | None, *, target: str = "x86-cpu", fmt: str | None = None,
             threads: int = THREADS, rounds: int = ROUNDS) -> dict:
     """Time end-to-end classify, its parts alone and the monolithic model; return data.
 
-    ``fmt`` forces one model format (default: the target profile's choice).
+    ``fmt`` forces one model format (default: the target profile's choice). The
+    measurement itself is ``edge.bench.cascade_cost.classify_overhead``, shared with
+    ``semedge bench``.
     """
     profile = replace(load_profile(target), threads=threads)
     if fmt is not None:
         profile = replace(profile, runtime=replace(profile.runtime, formats=(fmt,)))
     cascade = edge.load(bundle, target=profile)
-    image = _field(2048, cascade.size)
-    fmt = cascade.stage1.format
-    backend = create_backend(profile.runtime.backend, **profile.runtime.options(threads))
-    mono = backend.open(cascade.bundle.file("monolithic", fmt), size=cascade.size, outputs=7)
-
-    first = cascade.classify(image)
-    tiles = cascade.tile(image)
-    flagged = np.ascontiguousarray(tiles.batch[first.flagged])
-
-    def monolithic() -> None:
-        for i in range(0, len(tiles.batch), cascade.batch):
-            mono.run(tiles.batch[i:i + cascade.batch])
-
-    steps = {
-        "classify": lambda: cascade.classify(image),
-        "tile": lambda: cascade.tile(image),
-        "stage1": lambda: cascade.stage1_scores(tiles.batch),
-        "stage2": lambda: cascade.stage2_probs(flagged),
-        "monolithic": monolithic,
-    }
-    times: dict[str, list[float]] = {k: [] for k in steps}
-    for fn in steps.values():  # warm-up
-        fn()
-    for _ in range(rounds):
-        for name, fn in steps.items():
-            _median_ms(fn, times[name])
-    ms = {k: statistics.median(v) for k, v in times.items()}
-    parts = ms["tile"] + ms["stage1"] + ms["stage2"]
-    return {
-        "bundle": cascade.bundle.name, "backend": cascade.backend, "threads": threads,
-        "tiles": len(tiles), "flagged": int(first.flagged.sum()),
-        "median_ms": {k: round(v, 2) for k, v in ms.items()},
-        "overhead_ratio": round(ms["classify"] / parts, 3),
-        "speedup_vs_monolithic": round(ms["monolithic"] / ms["classify"], 2),
-    }
+    image = bright_field(2048, cascade.size)
+    result = classify_overhead(cascade, open_monolithic(cascade), image, rounds=rounds)
+    return {"bundle": cascade.bundle.name, "backend": cascade.backend, "threads": threads,
+            **result}
 
 
 @pytest.fixture(scope="module")

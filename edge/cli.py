@@ -1,7 +1,7 @@
 """The ``semedge`` command line.
 
-Device subcommands: ``info``, ``targets``, ``classify``. Workstation subcommands
-(``synth``, ``train``, ``export``) are delegated lazily by :mod:`edge._workstation`.
+Device subcommands: ``info``, ``targets``, ``classify``, ``bench``, ``eval``. Workstation
+subcommands (``synth``, ``train``, ``export``) are delegated lazily by :mod:`edge._workstation`.
 Exit status: 0 success, 1 some file failed, 2 usage or setup error (bundle, target,
 missing backend).
 """
@@ -58,6 +58,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overlay", metavar="DIR", help="write PNGs with flagged tiles drawn")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
 
+    p = sub.add_parser("bench", help="formats, cascade vs monolithic, preprocessing, threads: "
+                                      "tables, --json, --plots")
+    from edge.bench.cli import add_arguments as add_bench_arguments  # noqa: PLC0415
+
+    add_bench_arguments(p)
+
+    p = sub.add_parser("eval", help="scorecard on a labelled folder: stage-1 recall, "
+                                     "stage-2 macro-F1, unknown rate, --json, --plots")
+    from edge.eval_report import add_arguments as add_eval_arguments  # noqa: PLC0415
+
+    add_eval_arguments(p)
+
     _workstation.add_subparsers(sub)
     return parser
 
@@ -73,6 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _info()
         if args.command == "targets":
             return _targets(args.json)
+        if args.command == "bench":
+            from edge.bench.cli import run as run_bench  # noqa: PLC0415
+
+            return run_bench(args)
+        if args.command == "eval":
+            from edge.eval_report import run as run_eval  # noqa: PLC0415
+
+            return run_eval(args)
         return _classify(args)
     except KeyboardInterrupt:
         return 130

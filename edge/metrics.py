@@ -1,0 +1,178 @@
+"""Accuracy metrics as pure numpy functions (no scikit-learn on the device).
+
+Used by ``semedge bench`` (and open to ``semedge eval``). Labels are integer class
+indices; a confusion matrix has true classes on rows and predictions on columns.
+Undefined ratios (a class never predicted, never present) are ``nan``, never a silent 0:
+the caller decides how to show them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "BinaryMetrics",
+    "binary_recall_precision_specificity",
+    "confusion_matrix",
+    "macro_f1",
+    "precision_recall_f1",
+]
+
+
+def _labels(values: np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if not np.all(np.equal(np.mod(arr, 1), 0)):
+            raise ValueError(f"{name} must hold integer class indices, got {arr.dtype}")
+        arr = arr.astype(np.int64)
+    return arr.astype(np.int64, copy=False)
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts of (true, predicted) pairs.
+
+    Parameters
+    ----------
+    y_true, y_pred : (N,) array of int
+        Class indices in ``[0, n_classes)``.
+    n_classes : int
+        Number of classes (the matrix side).
+
+    Returns
+    -------
+    (n_classes, n_classes) ndarray of int64
+        ``cm[i, j]`` = number of samples of true class ``i`` predicted as ``j``.
+
+    Raises
+    ------
+    ValueError
+        Different lengths, not 1-D, or an index outside ``[0, n_classes)``.
+    """
+    if int(n_classes) != n_classes or n_classes < 1:
+        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
+    n_classes = int(n_classes)
+    t, p = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {t.size} vs {p.size}")
+    for name, arr in (("y_true", t), ("y_pred", p)):
+        if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+            raise ValueError(f"{name} has a class index outside [0, {n_classes}): "
+                             f"min {arr.min()}, max {arr.max()}")
+    flat = np.bincount(t * n_classes + p, minlength=n_classes * n_classes)
+    return flat.reshape(n_classes, n_classes).astype(np.int64)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num = np.asarray(num, np.float64)
+    den = np.asarray(den, np.float64)
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def precision_recall_f1(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class precision, recall and F1 of a confusion matrix.
+
+    Parameters
+    ----------
+    cm : (K, K) array
+        Confusion matrix, true classes on rows.
+
+    Returns
+    -------
+    precision, recall, f1 : (K,) ndarray of float64
+        ``nan`` where undefined: precision of a class never predicted, recall of a class
+        never present, F1 where precision or recall is undefined. F1 is 0 when both are 0.
+    """
+    cm = np.asarray(cm, np.float64)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"cm must be a square matrix, got shape {cm.shape}")
+    tp = np.diag(cm)
+    precision = _ratio(tp, cm.sum(axis=0))
+    recall = _ratio(tp, cm.sum(axis=1))
+    with np.errstate(invalid="ignore"):
+        total = precision + recall
+        f1 = np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1), 0.0)
+    f1 = np.where(np.isnan(precision) | np.isnan(recall), np.nan, f1)
+    return precision, recall, f1
+
+
+def macro_f1(cm: np.ndarray, classes: np.ndarray | None = None) -> float:
+    """Unweighted mean F1 over the classes present in the data (rows with samples).
+
+    Parameters
+    ----------
+    cm : (K, K) array
+        Confusion matrix, true classes on rows.
+    classes : array of int, optional
+        Restrict the mean to these class indices (still only those present).
+
+    Returns
+    -------
+    float
+        ``nan`` if no class has samples. A present class that is never predicted
+        counts with F1 = 0 (its precision is undefined but its recall is 0).
+    """
+    cm = np.asarray(cm, np.float64)
+    precision, recall, f1 = precision_recall_f1(cm)
+    present = cm.sum(axis=1) > 0
+    if classes is not None:
+        keep = np.zeros(len(present), bool)
+        keep[np.asarray(classes, np.int64)] = True
+        present &= keep
+    if not present.any():
+        return float("nan")
+    # a present class never predicted: precision undefined, recall 0 → F1 0
+    f1 = np.where(np.isnan(f1) & (recall == 0), 0.0, f1)
+    return float(np.mean(f1[present]))
+
+
+@dataclass(frozen=True)
+class BinaryMetrics:
+    """Positive = defective. Ratios are ``nan`` where undefined."""
+
+    recall: float
+    precision: float
+    specificity: float
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"recall": self.recall, "precision": self.precision,
+                "specificity": self.specificity, "tp": self.tp, "fp": self.fp,
+                "tn": self.tn, "fn": self.fn}
+
+
+def binary_recall_precision_specificity(y_true: np.ndarray, y_pred: np.ndarray) -> BinaryMetrics:
+    """Recall, precision and specificity of a binary decision.
+
+    Parameters
+    ----------
+    y_true, y_pred : (N,) array of bool or {0, 1}
+        Truth and decision; ``True``/1 is the positive (defective) class.
+
+    Returns
+    -------
+    BinaryMetrics
+        recall = TP/(TP+FN), precision = TP/(TP+FP), specificity = TN/(TN+FP).
+    """
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    if t.shape != p.shape or t.ndim != 1:
+        raise ValueError(f"y_true and y_pred must be 1-D of equal length, got shapes "
+                         f"{t.shape} and {p.shape}")
+    for name, arr in (("y_true", t), ("y_pred", p)):
+        if arr.size and not np.isin(arr, (0, 1)).all():
+            raise ValueError(f"{name} must be boolean or 0/1")
+    t, p = t.astype(bool), p.astype(bool)
+    tp, fp = int(np.sum(t & p)), int(np.sum(~t & p))
+    tn, fn = int(np.sum(~t & ~p)), int(np.sum(t & ~p))
+    return BinaryMetrics(
+        recall=float(_ratio(tp, tp + fn)), precision=float(_ratio(tp, tp + fp)),
+        specificity=float(_ratio(tn, tn + fp)), tp=tp, fp=fp, tn=tn, fn=fn,
+    )

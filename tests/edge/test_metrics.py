@@ -1,0 +1,100 @@
+"""edge.metrics on inputs whose answers are known by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.metrics import (
+    binary_recall_precision_specificity,
+    confusion_matrix,
+    macro_f1,
+    precision_recall_f1,
+)
+
+
+def test_confusion_matrix_counts_true_rows_and_predicted_columns():
+    cm = confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0], 3)
+    assert cm.dtype == np.int64
+    np.testing.assert_array_equal(cm, [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+    assert cm.sum() == 6
+
+
+def test_confusion_matrix_of_nothing_is_zeros():
+    np.testing.assert_array_equal(confusion_matrix([], [], 2), np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize("t, p, n", [([0, 3], [0, 1], 3), ([0, 1], [-1, 0], 3),
+                                     ([0, 1], [0], 3), ([[0]], [[0]], 2)])
+def test_confusion_matrix_rejects_bad_labels(t, p, n):
+    with pytest.raises(ValueError):
+        confusion_matrix(t, p, n)
+
+
+def test_confusion_matrix_rejects_a_non_positive_class_count():
+    with pytest.raises(ValueError, match="n_classes"):
+        confusion_matrix([0], [0], 0)
+
+
+def test_precision_recall_f1_per_class_by_hand():
+    cm = np.array([[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+    precision, recall, f1 = precision_recall_f1(cm)
+    np.testing.assert_allclose(precision, [1 / 2, 1 / 2, 1.0])
+    np.testing.assert_allclose(recall, [1 / 2, 1.0, 2 / 3])
+    np.testing.assert_allclose(f1, [0.5, 2 / 3, 0.8])
+
+
+def test_undefined_ratios_are_nan_not_zero():
+    cm = np.array([[2, 0], [0, 0]])  # class 1 never present, never predicted
+    precision, recall, f1 = precision_recall_f1(cm)
+    assert precision[0] == 1.0 and recall[0] == 1.0 and f1[0] == 1.0
+    assert np.isnan(precision[1]) and np.isnan(recall[1]) and np.isnan(f1[1])
+
+
+def test_f1_is_zero_when_precision_and_recall_are_zero():
+    cm = np.array([[0, 1], [1, 0]])
+    _, _, f1 = precision_recall_f1(cm)
+    np.testing.assert_array_equal(f1, [0.0, 0.0])
+
+
+def test_macro_f1_averages_present_classes_only():
+    cm = np.array([[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+    assert macro_f1(cm) == pytest.approx((0.5 + 2 / 3 + 0.8) / 3)
+    absent = np.array([[3, 0, 0], [0, 1, 0], [0, 0, 0]])  # class 2 has no samples
+    assert macro_f1(absent) == pytest.approx(1.0)
+
+
+def test_macro_f1_counts_a_present_class_never_predicted_as_zero():
+    cm = np.array([[2, 0], [1, 0]])  # class 1 present, never predicted
+    assert macro_f1(cm) == pytest.approx((0.8 + 0.0) / 2)
+
+
+def test_macro_f1_can_be_restricted_to_some_classes():
+    cm = np.array([[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+    assert macro_f1(cm, classes=[1, 2]) == pytest.approx((2 / 3 + 0.8) / 2)
+
+
+def test_macro_f1_of_an_empty_matrix_is_nan():
+    assert np.isnan(macro_f1(np.zeros((3, 3))))
+
+
+def test_binary_metrics_by_hand():
+    truth = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0], bool)
+    pred = np.array([1, 1, 1, 0, 1, 0, 0, 0, 0, 0], bool)
+    m = binary_recall_precision_specificity(truth, pred)
+    assert (m.tp, m.fn, m.fp, m.tn) == (3, 1, 1, 5)
+    assert m.recall == pytest.approx(0.75)
+    assert m.precision == pytest.approx(0.75)
+    assert m.specificity == pytest.approx(5 / 6)
+    assert m.as_dict()["recall"] == pytest.approx(0.75)
+
+
+def test_binary_metrics_accept_zero_one_and_report_nan_when_undefined():
+    m = binary_recall_precision_specificity([0, 0], [0, 0])
+    assert np.isnan(m.recall) and np.isnan(m.precision) and m.specificity == 1.0
+
+
+@pytest.mark.parametrize("t, p", [([0, 1], [0]), ([0, 2], [0, 1]), ([[0]], [[0]])])
+def test_binary_metrics_reject_bad_input(t, p):
+    with pytest.raises(ValueError):
+        binary_recall_precision_specificity(t, p)
