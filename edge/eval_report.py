@@ -1,0 +1,402 @@
+"""``semedge eval``: arguments, progress bar, terminal tables, JSON and PNGs.
+
+The scanning, classifying and scoring are in :mod:`edge.evaluation`; this module only
+parses, prints and writes files. Plots: ``confusion.png`` (matplotlib, Agg, imported
+lazily — not a runtime dependency) and ``worst_mistakes.png`` (a contact sheet drawn
+with OpenCV). Exit status: 0 done, 1 some image could not be read (the scorecard is
+still written), 2 usage or setup error (data folder, bundle, target, backend,
+``--plots`` without matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edge.evaluation import Scorecard, mistake_kind
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = [
+    "INSTALL_HINT",
+    "add_arguments",
+    "contact_sheet",
+    "print_scorecard",
+    "run",
+    "write_confusion_png",
+    "write_json",
+    "write_plots",
+]
+
+INSTALL_HINT = "--plots needs matplotlib: pip install matplotlib (or 'semedge[dev]')"
+
+CONFUSION_PNG = "confusion.png"
+WORST_PNG = "worst_mistakes.png"
+
+# BGR colours of the contact-sheet captions, by mistake kind
+_KIND_COLOURS = {
+    "missed": (60, 60, 255), "false_alarm": (0, 200, 255), "wrong_class": (80, 80, 255),
+    "unknown": (230, 230, 230), "out_of_taxonomy_as_class": (255, 160, 60),
+}
+
+
+# ------------------------------------------------------------------------- format
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _pct(value: float) -> str:
+    return "–" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
+
+
+# ------------------------------------------------------------------------ terminal
+
+
+def print_scorecard(card: Scorecard, console: Console, *, worst: int = 8) -> None:
+    """Readable rich tables: data, stage 1, stage 2 per class, out-of-taxonomy, the
+    worst mistakes."""
+    from rich.markup import escape  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    d, run = card.data, card.run
+    head = f"{d['read']} of {d['images']} images read"
+    if d["errors"]:
+        head += f", [red]{d['errors']} errors[/red]"
+    if run:
+        head += (f" — bundle {escape(run['bundle']['name'])!s} on {escape(run['target'])} "
+                 f"({escape(run['backend'])}), {run['seconds']:.1f} s")
+    console.print(head)
+    folders = ", ".join(f"{escape(k)} {v}" for k, v in d["folders"].items())
+    console.print(f"folders: {folders}", highlight=False)
+    if d["missing_classes"]:
+        console.print(f"classes with no images: {', '.join(d['missing_classes'])}",
+                      highlight=False)
+
+    s1 = card.stage1
+    t = Table(title="stage 1: defective (any folder but normal) vs normal")
+    for col in ("recall", "precision", "specificity", "TP", "FN", "TN", "FP"):
+        t.add_column(col, justify="right")
+    t.add_row(_f(s1["recall"]), _f(s1["precision"]), _f(s1["specificity"]),
+              str(s1["tp"]), str(s1["fn"]), str(s1["tn"]), str(s1["fp"]))
+    console.print(t)
+
+    e2e, given = card.stage2["end_to_end"], card.stage2["given_flagged"]
+    t = Table(title="stage 2 on taxonomy defects: end to end (a missed defect or unknown is "
+                    "wrong) | given stage 1 flagged")
+    for col in ("class", "images", "missed", "unknown", "precision", "recall", "F1",
+                "recall | flagged", "F1 | flagged"):
+        t.add_column(col, justify="left" if col == "class" else "right")
+    cols = e2e["confusion"]["columns"]
+    missed_col, unknown_col = cols.index("normal"), cols.index("unknown")
+    for i, c in enumerate(e2e["confusion"]["rows"]):
+        a = e2e["per_class"].get(c)
+        if a is None:
+            continue
+        g = given["per_class"].get(c, {})
+        row = e2e["confusion"]["matrix"][i]
+        t.add_row(c, str(a["support"]), str(row[missed_col]), str(row[unknown_col]),
+                  _f(a["precision"]), _f(a["recall"]), _f(a["f1"]),
+                  _f(g.get("recall")), _f(g.get("f1")))
+    t.add_section()
+    t.add_row("macro-F1", str(e2e["images"]), str(e2e["missed"]), str(e2e["unknown"]),
+              "", "", _f(e2e["macro_f1"]), "", _f(given["macro_f1"]))
+    console.print(t)
+    c = card.cascade
+    console.print(f"whole cascade on taxonomy images ({c['images']}): accuracy "
+                  f"{_f(c['accuracy'])}, 7-class macro-F1 {_f(c['macro_f1'])}",
+                  highlight=False)
+
+    o = card.out_of_taxonomy
+    if o["images"]:
+        t = Table(title="defects outside the taxonomy")
+        for col in ("folder", "images", "flagged by stage 1", "unknown (of flagged)"):
+            t.add_column(col, justify="left" if col == "folder" else "right")
+        for name, row in o["by_folder"].items():
+            t.add_row(escape(name), str(row["images"]),
+                      f"{row['flagged']} ({_pct(row['flagged_share'])})",
+                      f"{row['unknown']} ({_pct(row['unknown_share_of_flagged'])})")
+        if len(o["by_folder"]) > 1:
+            t.add_section()
+            t.add_row("all", str(o["images"]), f"{o['flagged']} ({_pct(o['flagged_share'])})",
+                      f"{o['unknown']} ({_pct(o['unknown_share_of_flagged'])})")
+        console.print(t)
+    else:
+        console.print("no out-of-taxonomy folder: out-of-taxonomy shares not measured",
+                      highlight=False)
+
+    if card.worst and worst:
+        t = Table(title=f"worst mistakes (top {min(worst, len(card.worst))})")
+        for col in ("file", "truth", "answer", "score", "stage 1", "kind"):
+            t.add_column(col, justify="right" if col in ("score", "stage 1") else "left")
+        for p in card.worst[:worst]:
+            t.add_row(escape(p.path), escape(p.truth), p.label, _f(p.score),
+                      _f(p.stage1_score), mistake_kind(p.truth, p.label) or "")
+        console.print(t)
+    for p in card.errors[:10]:
+        console.print(f"[red]error[/red]: {escape(p.error or '')}")
+    if len(card.errors) > 10:
+        console.print(f"… and {len(card.errors) - 10} more errors (see the JSON)")
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def write_json(card: Scorecard, path: str | Path) -> None:
+    """Write the scorecard JSON (``-``: stdout)."""
+    text = json.dumps(card.to_json(), indent=1, allow_nan=False)
+    if str(path) == "-":
+        sys.stdout.write(text + "\n")
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+
+
+def _pyplot():
+    try:
+        import matplotlib  # noqa: PLC0415
+    except ImportError as err:
+        raise ImportError(f"{INSTALL_HINT} ({err})") from None
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    return plt
+
+
+def write_confusion_png(card: Scorecard, path: str | Path) -> None:
+    """The image-level confusion matrix (rows: folders with images; columns: the
+    answers) as a PNG; colour = share of the row, text = count."""
+    plt = _pyplot()
+    conf = card.confusion
+    matrix = np.asarray(conf["matrix"], np.int64)
+    keep = matrix.sum(axis=1) > 0
+    rows = [r for r, k in zip(conf["rows"], keep) if k]
+    matrix = matrix[keep] if keep.any() else np.zeros((1, len(conf["columns"])), np.int64)
+    rows = rows or ["(no images)"]
+    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.85 * len(conf["columns"]), 1.2 + 0.55 * len(rows)))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            if matrix[i, j]:
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(conf["columns"])), conf["columns"], rotation=35, ha="right")
+    ax.set_yticks(range(len(rows)), [f"{r} ({n})" for r, n in zip(rows, matrix.sum(axis=1))])
+    ax.set_xlabel("answer")
+    ax.set_ylabel("folder (images)")
+    s1, e2e = card.stage1, card.stage2["end_to_end"]
+    ax.set_title(f"stage-1 recall {_f(s1['recall'])}, specificity {_f(s1['specificity'])}; "
+                 f"stage-2 macro-F1 {_f(e2e['macro_f1'])}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _thumbnail(path: Path, size: int) -> np.ndarray:
+    """The image, percentile-normalized like the cascade sees it, fitted into a
+    ``size`` square (uint8 gray); a grey square with an X when it cannot be read."""
+    import cv2  # noqa: PLC0415
+
+    from edge import preprocess  # noqa: PLC0415
+
+    cell = np.full((size, size), 64, np.uint8)
+    try:
+        image = preprocess.read_image(path)
+        gray = (preprocess.normalize(image) * 255.0 + 0.5).astype(np.uint8)
+    except Exception:  # noqa: BLE001  (a file that changed since: still draw the cell)
+        cv2.line(cell, (0, 0), (size - 1, size - 1), 160, 1)
+        cv2.line(cell, (0, size - 1), (size - 1, 0), 160, 1)
+        return cell
+    h, w = gray.shape
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST
+    small = cv2.resize(gray, (nw, nh), interpolation=interp)
+    y, x = (size - nh) // 2, (size - nw) // 2
+    cell[y:y + nh, x:x + nw] = small
+    return cell
+
+
+def contact_sheet(card: Scorecard, root: str | Path, path: str | Path, *,
+                  cell: int = 176, columns: int = 6) -> int:
+    """Write the worst mistakes as a PNG grid, each image captioned with
+    ``truth -> answer``, the score and stage-1 score, and the file name.
+
+    Returns
+    -------
+    int
+        Images drawn (0 writes a sheet that says there were no mistakes).
+    """
+    import cv2  # noqa: PLC0415
+
+    root = Path(root)
+    items = card.worst
+    font, caption = cv2.FONT_HERSHEY_SIMPLEX, 46
+    columns = max(1, min(columns, len(items) or 1))
+    n_rows = max(1, math.ceil(len(items) / columns))
+    header = 28
+    sheet = np.full((header + n_rows * (cell + caption), columns * cell, 3), 24, np.uint8)
+    wrong = sum(mistake_kind(p.truth, p.label) is not None for p in card.predictions if p.ok)
+    title = (f"worst mistakes: {len(items)} of {wrong} wrong answers"
+             if items else "no mistakes")
+    cv2.putText(sheet, title, (6, 19), font, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    for k, p in enumerate(items):
+        r, c = divmod(k, columns)
+        y0, x0 = header + r * (cell + caption), c * cell
+        thumb = _thumbnail(root / p.path, cell - 4)
+        sheet[y0 + 2:y0 + cell - 2, x0 + 2:x0 + cell - 2] = thumb[..., None]
+        kind = mistake_kind(p.truth, p.label) or ""
+        colour = _KIND_COLOURS.get(kind, (255, 255, 255))
+        lines = [f"{p.truth} -> {p.label}",
+                 f"score {p.score:.2f}  s1 {p.stage1_score:.2f}",
+                 Path(p.path).name]
+        for i, text in enumerate(lines):
+            text = text.encode("ascii", "replace").decode()
+            while len(text) > 4 and cv2.getTextSize(text, font, 0.38, 1)[0][0] > cell - 6:
+                text = text[:-2] + "~"
+            cv2.putText(sheet, text, (x0 + 3, y0 + cell + 12 + 14 * i), font, 0.38,
+                        colour if i == 0 else (200, 200, 200), 1, cv2.LINE_AA)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), sheet):
+        raise OSError(f"{path}: could not write the contact sheet")
+    return len(items)
+
+
+def write_plots(card: Scorecard, root: str | Path, out_dir: str | Path) -> list[Path]:
+    """Write ``confusion.png`` and ``worst_mistakes.png`` into ``out_dir``.
+
+    Raises
+    ------
+    ImportError
+        matplotlib is missing (with the install hint).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_confusion_png(card, out / CONFUSION_PNG)
+    contact_sheet(card, root, out / WORST_PNG)
+    return [out / CONFUSION_PNG, out / WORST_PNG]
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``semedge eval``."""
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="labelled folder: sub-folders named after the classes (normal, ler, "
+                        "open, short, void, malformed_via, crack); any other sub-folder "
+                        "holds defects outside the taxonomy")
+    p.add_argument("--bundle", default=None, metavar="DIR",
+                   help="model bundle folder (default: the bundle shipped in the package)")
+    p.add_argument("--target", default="auto", help="target profile (default: auto)")
+    p.add_argument("--provider", action="append", dest="providers", metavar="EP",
+                   help="onnxruntime execution provider to use instead of the profile's; "
+                        "repeat for a priority list; a missing one is an error")
+    p.add_argument("--json", metavar="FILE", dest="json_path",
+                   help="write the scorecard with every prediction as JSON "
+                        "('-': stdout, the tables go to stderr)")
+    p.add_argument("--plots", metavar="DIR",
+                   help=f"write {CONFUSION_PNG} and {WORST_PNG} (needs matplotlib)")
+    p.add_argument("--worst", type=_count, default=24, metavar="N",
+                   help="mistakes on the contact sheet and in the JSON (default: 24)")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+
+
+def _error(message: str) -> int:
+    print(f"semedge eval: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``semedge eval`` with parsed ``args``; return the exit status."""
+    from rich.console import Console  # noqa: PLC0415
+
+    from edge.backends import BackendUnavailable, ProviderError  # noqa: PLC0415
+    from edge.bundle import BundleError, default_bundle_path  # noqa: PLC0415
+    from edge.cascade import load  # noqa: PLC0415
+    from edge.evaluation import evaluate, scan_data  # noqa: PLC0415
+
+    if args.plots:
+        try:
+            import matplotlib  # noqa: F401, PLC0415
+        except ImportError:
+            return _error(INSTALL_HINT)
+    try:
+        data = scan_data(args.data)
+    except ValueError as exc:
+        return _error(str(exc))
+    try:
+        cascade = load(args.bundle, target=args.target, providers=args.providers)
+    except BundleError as exc:
+        default = default_bundle_path()
+        if args.bundle is None and not (default / "manifest.json").is_file():
+            return _error(f"no default bundle is installed in this semedge package "
+                          f"({default} has no manifest.json); evaluate a bundle folder "
+                          "with `semedge eval --data DIR --bundle BUNDLE`")
+        return _error(str(exc))
+    except (ValueError, BackendUnavailable, ProviderError) as exc:
+        return _error(str(exc))
+    to_stdout = args.json_path == "-"
+    console = Console(stderr=to_stdout, highlight=False)
+    err = Console(stderr=True, highlight=False)
+    err.print(f"semedge eval: {cascade.target_reason}; {len(data)} images in "
+              f"{len(data.folders)} folders of {data.root}")
+    if data.ignored:
+        err.print(f"semedge eval: {len(data.ignored)} image(s) directly in {data.root} "
+                  "(in no class folder) ignored")
+
+    progress = task = None
+    if not args.no_progress and len(data) > 1 and sys.stderr.isatty():
+        from rich.progress import Progress  # noqa: PLC0415
+
+        progress = Progress(transient=True, console=err)
+        task = progress.add_task("evaluating", total=len(data))
+
+    def advance(_pred) -> None:
+        if progress is not None:
+            progress.advance(task)
+
+    if progress:
+        progress.start()
+    try:
+        card = evaluate(cascade, data, worst=args.worst, on_result=advance)
+    finally:
+        if progress:
+            progress.stop()
+    print_scorecard(card, console)
+    if args.json_path:
+        write_json(card, args.json_path)
+        if not to_stdout:
+            err.print(f"semedge eval: scorecard JSON → {args.json_path}")
+    if args.plots:
+        try:
+            paths = write_plots(card, data.root, args.plots)
+        except (ImportError, OSError) as exc:
+            return _error(str(exc))
+        err.print(f"semedge eval: plots → {', '.join(str(p) for p in paths)}")
+    return 1 if card.errors else 0
