@@ -37,3 +37,20 @@ def cascade(bundle_dir, cpu_profile):
 def fresh_bundle(tmp_path) -> Path:
     """A bundle of one's own, to tamper with."""
     return make_bundle(tmp_path / "b")
+
+
+@pytest.fixture()
+def without_tflite(monkeypatch):
+    """Make the TFLite runtimes look uninstalled (they may be installed in this env), to
+    exercise the 'not installed' paths."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    hidden = {"ai_edge_litert", "tflite_runtime"}
+
+    def find_spec(name, *args, **kwargs):
+        if name.split(".")[0] in hidden:
+            return None
+        return real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)

@@ -105,7 +105,7 @@ def test_file_path_may_not_leave_the_bundle(fresh_bundle, tmp_path):
         load_bundle(fresh_bundle)
 
 
-def test_bundle_without_the_targets_format_is_refused(bundle_dir):
+def test_bundle_without_the_targets_format_is_refused(bundle_dir, without_tflite):
     # rpi5 runs tflite-int8, or (its explicit fallback) onnx-int8; this bundle has onnx only
     with pytest.raises(BundleError, match=r"target 'rpi5' runs onnxruntime formats \['onnx-int8'\]"):
         edge.load(bundle_dir, target="rpi5")

@@ -79,7 +79,7 @@ def test_auto_skips_a_board_whose_runtime_is_missing_and_says_so():
     assert "skipped jetson-orin" in found.reason and "CUDAExecutionProvider" in found.reason
 
 
-def test_auto_on_x86_and_with_a_coral_usb_stick():
+def test_auto_on_x86_and_with_a_coral_usb_stick(without_tflite):
     assert detect(model="", machine="x86_64", usb_ids=set()).profile.name == "x86-cpu"
     found = detect(model="", machine="x86_64", usb_ids={"18d1:9302"})
     assert found.profile.name == "x86-cpu" and "skipped coral-usb" in found.reason
@@ -90,7 +90,7 @@ def test_auto_load_says_what_it_chose(bundle_dir):
     assert cascade.target_reason.startswith("target x86-cpu (auto: CPU architecture")
 
 
-def test_missing_backend_names_what_to_install(bundle_dir):
+def test_missing_backend_names_what_to_install(bundle_dir, without_tflite):
     with pytest.raises(BackendUnavailable, match="pip install ai-edge-litert"):
         edge.load(bundle_dir, target="coral-usb")
 
@@ -121,7 +121,7 @@ def test_session_options_for_small_boards():
     assert str(options.graph_optimization_level).endswith("ORT_ENABLE_ALL")
 
 
-def test_registry_is_open_for_new_backends():
+def test_registry_is_open_for_new_backends(without_tflite):
     assert backends.available_backends() == ("onnxruntime",)
     assert "tflite" in backends.backend_names()
     spec = backends.BackendSpec("fake", "no.such.module", ("numpy",), ("onnx",), "pip install fake")
@@ -145,3 +145,9 @@ def test_profile_overrides_threshold_and_tile_must_match(bundle_dir, cpu_profile
 def test_cascade_reports_backend_and_threads(cascade):
     assert cascade.backend == "onnxruntime:CPUExecutionProvider:fp32"
     assert cascade.threads == 2 and cascade.stride == 224
+
+
+def test_auto_skips_a_coral_stick_without_the_edgetpu_library():
+    """With a TFLite runtime installed but no libedgetpu, auto must not pick coral-usb."""
+    found = detect(model="", machine="x86_64", usb_ids={"18d1:9302"})
+    assert found.profile.name == "x86-cpu" and "skipped coral-usb" in found.reason

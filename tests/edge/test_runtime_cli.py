@@ -90,7 +90,7 @@ def test_overlays_are_written_as_png(capsys, folder, bundle_dir, tmp_path):
     assert (plain[:, :, 0] == plain[:, :, 2]).all()      # nothing flagged, nothing drawn
 
 
-def test_setup_errors_exit_2_with_a_message(capsys, folder, tmp_path, bundle_dir):
+def test_setup_errors_exit_2_with_a_message(capsys, folder, tmp_path, bundle_dir, without_tflite):
     code, _, err = run(capsys, "classify", str(folder), "--bundle", str(tmp_path / "none"))
     assert code == 2 and "bundle folder does not exist" in err
     code, _, err = run(capsys, "classify", str(folder), "--bundle", str(bundle_dir),
@@ -104,7 +104,7 @@ def test_setup_errors_exit_2_with_a_message(capsys, folder, tmp_path, bundle_dir
     assert code == 1  # a missing path is a failed file
 
 
-def test_targets_lists_all_profiles(capsys):
+def test_targets_lists_all_profiles(capsys, without_tflite):
     code, out, _ = run(capsys, "targets", "--json")
     rows = {r["name"]: r for r in map(json.loads, out.splitlines())}
     assert code == 0 and len(rows) == 6
