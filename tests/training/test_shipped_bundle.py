@@ -1,0 +1,71 @@
+"""The default bundle shipped in ``edge/models/default/``: hashes, metrics and targets
+match its manifest and report. Skipped until ``scripts/build-default-bundle`` has run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge.bundle import default_bundle_path, load_bundle
+from edge.classes import CLASSES
+from training.thresholds import clopper_pearson_lower
+
+ROOT = default_bundle_path()
+pytestmark = pytest.mark.skipif(not (ROOT / "manifest.json").is_file(),
+                                reason="default bundle not built (scripts/build-default-bundle)")
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    return json.loads((ROOT / "manifest.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def report():
+    return json.loads((ROOT / "report" / "metrics.json").read_text(encoding="utf-8"))
+
+
+def test_hashes_verify_and_classes_match():
+    bundle = load_bundle(ROOT)  # raises on any sha256 mismatch
+    assert bundle.manifest["classes"] == list(CLASSES)
+    assert set(bundle.files) >= {"stage1", "stage2"}
+
+
+def test_manifest_metrics_are_the_report_numbers(manifest, report):
+    for fmt, by_set in manifest["metrics"].items():
+        for set_name, summary in by_set.items():
+            full = report["evaluation"][set_name][fmt]
+            assert summary["stage1_recall"] == pytest.approx(full["stage1"]["recall"])
+            assert summary["stage1_specificity"] == pytest.approx(full["stage1"]["specificity"])
+            assert summary["stage2_macro_f1"] == pytest.approx(full["stage2"]["macro_f1"])
+            assert summary["cascade_accuracy"] == pytest.approx(full["cascade"]["accuracy"])
+
+
+def test_thresholds_match_the_report(manifest, report):
+    s1 = manifest["stage1"]
+    assert s1["threshold"] == pytest.approx(report["stage1_threshold"]["threshold"])
+    hits = round(s1["val_recall"] * s1["val_positives"])
+    assert s1["val_recall_lower_bound"] == pytest.approx(
+        clopper_pearson_lower(hits, s1["val_positives"], s1["val_recall_confidence"]))
+    assert manifest["stage2"]["temperature"] == pytest.approx(
+        report["stage2_calibration"]["temperature"])
+
+
+def test_targets_size_and_drift(manifest, report):
+    sizes = sum((ROOT / manifest["files"][s]["onnx-int8"]["path"]).stat().st_size
+                for s in ("stage1", "stage2"))
+    assert sizes <= 1_000_000
+    assert "refused" not in report
+    for d in report["drift"].values():
+        assert d["drop"] <= d["budget"]
+    failing = {s: t["checks"] for s, t in report["targets"].items() if not t["pass"]}
+    assert not failing, f"targets missed: {failing}"
+
+
+def test_provenance_is_recorded(manifest):
+    prov = manifest["provenance"]
+    assert "build-default-bundle" in prov["command"]
+    assert prov["recipe"] == "default" and prov["recipe_sha256"]
+    assert isinstance(prov["seed"], int) and prov["created"]
+    assert prov["pipeline_seconds"] is None or prov["pipeline_seconds"] <= 45 * 60

@@ -1,0 +1,194 @@
+"""ONNX → TFLite export (``training/export/tflite.py``): environment handling, calibration
+checks, the graph rules, the parity gate, and (slow) the real onnx2tf conversion of a
+small test bundle in the TFLite environment made by ``scripts/setup-tflite``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "edge"))
+
+from training.export.gate import ExportRefused  # noqa: E402
+from training.export.tflite import (  # noqa: E402
+    ENV_VAR,
+    TFLiteEnvMissing,
+    _nhwc,
+    check_parity,
+    convert_tflite,
+    tflite_env,
+)
+from training.export.tflite_graph import GraphReport, TFLiteGraphError, check_graph  # noqa: E402
+
+SIZE = 64
+
+
+def test_a_missing_environment_names_the_one_setup_command(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "nowhere"))
+    assert tflite_env() == tmp_path / "nowhere"
+    with pytest.raises(TFLiteEnvMissing, match=r"scripts/setup-tflite"):
+        convert_tflite(tmp_path / "m.onnx", tmp_path, np.zeros((1, 1, 8, 8), np.float32))
+
+
+def test_default_environment_location(monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert tflite_env() == Path.home() / ".cache" / "semedge" / "tflite-env"
+
+
+def test_calibration_is_passed_through_as_nhwc_without_normalization():
+    x = np.random.default_rng(0).random((3, 1, 8, 8), dtype=np.float32)
+    y = _nhwc(x)
+    assert y.shape == (3, 8, 8, 1) and y.dtype == np.float32
+    np.testing.assert_array_equal(y[..., 0], x[:, 0])
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros((2, 3, 8, 8), np.float32), r"\[N, 1, S, S\]"),
+    (np.zeros((0, 1, 8, 8), np.float32), r"non-empty"),
+    (np.full((2, 1, 8, 8), 255.0, np.float32), r"\[0, 1\]"),
+    (np.full((2, 1, 8, 8), np.nan, np.float32), r"\[0, 1\]"),
+])
+def test_calibration_that_is_not_edge_preprocessing_output_is_refused(bad, match):
+    with pytest.raises(ValueError, match=match):
+        _nhwc(bad)
+
+
+def _report(ops: dict, *, io: str = "int8", float_ops=(), custom=()) -> GraphReport:
+    return GraphReport("m.tflite", ops, list(float_ops), list(custom), io, io, (0.1, 0),
+                       (0.1, 0), [1, 8, 8, 1], 100)
+
+
+def test_graph_rules():
+    clean = {"CONV_2D": 3, "ADD": 1, "MEAN": 1, "FULLY_CONNECTED": 1}
+    assert check_graph(_report(clean), "tflite-int8-full").op_counts == clean
+    with pytest.raises(TFLiteGraphError, match=r"1× TRANSPOSE.*ops: CONV_2D 3"):
+        check_graph(_report({**clean, "TRANSPOSE": 1}), "tflite-int8-full")
+    with pytest.raises(TFLiteGraphError, match="left in float"):
+        check_graph(_report(clean, float_ops=["LOGISTIC#4"]), "tflite-int8-full")
+    with pytest.raises(TFLiteGraphError, match="Flex"):
+        check_graph(_report(clean, io="float32", custom=["FlexErf#2"]), "tflite-int8")
+    with pytest.raises(TFLiteGraphError, match="input must be int8"):
+        check_graph(_report(clean, io="float32"), "tflite-int8-full")
+    with pytest.raises(TFLiteGraphError, match="I/O must be float32"):
+        check_graph(_report(clean), "tflite-int8")
+    with pytest.raises(ValueError, match="unknown TFLite format"):
+        check_graph(_report(clean), "tflite")
+
+
+def _metrics(recall: float, f1: float, agree1: float = 1.0, agree2: float = 1.0) -> dict:
+    return {"stage1": {"recall": recall}, "stage2": {"macro_f1": f1},
+            "agreement": {"stage1": agree1, "stage2": agree2}}
+
+
+def test_parity_gate_passes_and_reports_every_format():
+    ev = {"onnx": _metrics(1.0, 0.95), "onnx-int8": _metrics(0.998, 0.95),
+          "tflite-int8": _metrics(0.996, 0.945, 0.995, 0.992)}
+    row = check_parity(ev, "tflite-int8")
+    assert row["pass"] and row["agreement_vs_onnx"] == {"stage1": 0.995, "stage2": 0.992}
+    assert row["stage1_recall"] == {"onnx": 1.0, "onnx-int8": 0.998, "tflite-int8": 0.996}
+    assert row["drift"]["stage1_recall"]["drop"] == pytest.approx(0.004)
+
+
+@pytest.mark.parametrize("tfl, match", [
+    (_metrics(1.0, 0.95, 0.98, 1.0), r"stage1 top-1 agreement 0\.9800 < 0\.99"),
+    (_metrics(1.0, 0.95, 1.0, 0.9), r"stage2 top-1 agreement"),
+    (_metrics(0.994, 0.95), r"stage1_recall 1\.0000 → 0\.9940"),
+])
+def test_parity_gate_refuses_disagreement_or_recall_loss(tfl, match):
+    ev = {"onnx": _metrics(1.0, 0.95), "tflite-int8-full": tfl}
+    with pytest.raises(ExportRefused, match=match) as err:
+        check_parity(ev, "tflite-int8-full")
+    assert err.value.drops["tflite-int8-full"]["pass"] is False
+
+
+# ------------------------------------------------------------------ the real conversion
+
+
+def _images(n: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """SEM-like uint8 fields: line gratings, some with a bright blob (the "defect")."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for i in range(n):
+        pitch = int(rng.integers(8, 20))
+        img = np.where((np.arange(2 * SIZE) % pitch) < pitch // 2, 70.0, 170.0)[None, :]
+        img = np.repeat(img, 2 * SIZE, axis=0) + rng.normal(0, 12, (2 * SIZE, 2 * SIZE))
+        if i % 2:
+            y, x = rng.integers(10, 2 * SIZE - 10, 2)
+            yy, xx = np.mgrid[:2 * SIZE, :2 * SIZE]
+            img += 120.0 * (((yy - y) ** 2 + (xx - x) ** 2) < int(rng.integers(30, 300)))
+        images.append(np.clip(img, 0, 255).astype(np.uint8))
+        labels.append(i % 2)
+    return images, np.array(labels)
+
+
+def _tiles(images: list[np.ndarray]) -> np.ndarray:
+    from edge.preprocess import tile  # noqa: PLC0415
+
+    return np.concatenate([tile(im, size=SIZE).batch for im in images])
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    env = tflite_env()
+    if not (env / "bin" / "python").exists():
+        pytest.skip(f"no TFLite environment at {env} (create it with scripts/setup-tflite, "
+                    f"or set {ENV_VAR})")
+    import onnx  # noqa: PLC0415
+    from bundle_factory import build_model  # noqa: PLC0415
+
+    out = tmp_path_factory.mktemp("tflite")
+    onnx.save(build_model(outputs=1, size=SIZE, slope=40.0, bias=-24.0, arch="stage1",
+                          conv_scale=0.05, seed=0), out / "stage1.onnx")
+    onnx.save(build_model(outputs=6, size=SIZE, arch="stage2", conv_scale=1.0, seed=1),
+              out / "stage2.onnx")
+    calib = _tiles(_images(24, seed=1)[0])
+    return out, {s: convert_tflite(out / f"{s}.onnx", out, calib, env=env)
+                 for s in ("stage1", "stage2")}
+
+
+@pytest.mark.slow
+def test_conversion_writes_clean_integer_graphs(converted):
+    out, conv = converted
+    for stage, c in conv.items():
+        assert c.files == {"tflite-int8": out / f"{stage}.int8.tflite",
+                           "tflite-int8-full": out / f"{stage}.int8-full.tflite"}
+        assert c.worker["flatten_rewrites"] >= 1  # the pooled Flatten became a Squeeze
+        full = c.graphs["tflite-int8-full"]
+        assert "TRANSPOSE" not in full.op_counts and not full.float_ops
+        assert full.input_dtype == full.output_dtype == "int8"
+        assert full.input_shape == [1, SIZE, SIZE, 1]  # static: Edge TPU compiler
+        # values as the edge produces them: [0, 1] maps exactly onto int8
+        assert full.input_quant == pytest.approx((1 / 255, -128))
+        int8 = c.graphs["tflite-int8"]
+        assert int8.input_dtype == "float32" and int8.input_shape[0] == -1
+        assert int8.op_counts.get("CONV_2D", 0) >= 3
+        assert c.summary()["converter"]["numpy"].startswith("1.")
+
+
+@pytest.mark.slow
+def test_converted_models_agree_with_onnx_on_held_out_tiles(converted):
+    import onnxruntime as ort  # noqa: PLC0415
+
+    from training.evaluate import evaluate_outputs  # noqa: PLC0415
+    from training.export.tflite import predict_tflite  # noqa: PLC0415
+
+    out, _conv = converted
+    x = _tiles(_images(32, seed=7)[0])  # not the calibration images
+    ref = {s: ort.InferenceSession(str(out / f"{s}.onnx"),
+                                   providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+           for s in ("stage1", "stage2")}
+    labels = np.where(ref["stage1"][:, 0] >= 0, 1 + ref["stage2"].argmax(1), 0)
+    thr = {"threshold": 0.5, "temperature": 1.0, "unknown_threshold": 0.0}
+    evaluation = {"onnx": evaluate_outputs(ref, labels, **thr, reference=ref)}
+    for fmt in ("tflite-int8", "tflite-int8-full"):
+        outs = {s: predict_tflite(out / f"{s}{'.int8' if fmt == 'tflite-int8' else '.int8-full'}"
+                                  ".tflite", x, stage=s, fmt=fmt) for s in ref}
+        for s in ref:
+            spread = float(ref[s].max() - ref[s].min())
+            assert np.abs(outs[s] - ref[s]).max() < 0.1 * spread, (fmt, s)
+        evaluation[fmt] = evaluate_outputs(outs, labels, **thr, reference=ref)
+        row = check_parity(evaluation, fmt)
+        assert row["pass"] and min(row["agreement_vs_onnx"].values()) >= 0.99

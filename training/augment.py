@@ -1,0 +1,162 @@
+"""Batch augmentation on tensors, the ways SEM images vary.
+
+Works on a normalized ``[B, 1, S, S]`` batch (values in [0, 1], the edge's output), all
+randomness from one ``torch.Generator`` (deterministic for a seed). Per sample:
+
+* dihedral: a random 90° rotation and a random horizontal flip (all 8 symmetries), one
+  draw per quarter of the batch;
+* polarity inversion ``1 - x`` (bright-on-dark and dark-on-bright patterns);
+* resolution: downscale by 0.45–0.9 and upscale back, bilinear (real crops of
+  128 px are upscaled to 224 by the ``small_image`` rule: they are softer than synth);
+* beam blur: Gaussian, σ from 0.5 to 1.6 px (separable, as two matrix products);
+* gamma (0.6–1.6) and contrast (0.6–1.3) changes;
+* shot/read noise: Gaussian, σ up to 0.10, partly signal-dependent;
+* re-normalization: each tile is mapped back through its own 1st/99th percentiles and
+  clipped to [0, 1], as ``edge.preprocess`` would have done to the altered image.
+
+The parameters live in :class:`AugmentConfig` (a recipe can override them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["AugmentConfig", "augment_batch"]
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Probabilities and ranges of each augmentation."""
+
+    p_invert: float = 0.3
+    p_resample: float = 0.4
+    resample_scale: tuple[float, float] = (0.45, 0.9)
+    p_blur: float = 0.4
+    blur_sigma: tuple[float, float] = (0.5, 1.6)
+    p_gamma: float = 0.5
+    gamma: tuple[float, float] = (0.6, 1.6)
+    p_contrast: float = 0.5
+    contrast: tuple[float, float] = (0.6, 1.3)
+    p_noise: float = 0.6
+    noise_sigma: tuple[float, float] = (0.01, 0.10)
+    renormalize: bool = True
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AugmentConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown augment keys {sorted(unknown)}; known: {sorted(known)}")
+        data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**data)
+
+
+def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=gen)
+
+
+def _mask(n: int, p: float, gen: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=gen) < p
+
+
+def _blur_matrix(n: int, sigma: float) -> torch.Tensor:
+    """``(n, n)`` Gaussian blur as a matrix, reflect-101 at the borders."""
+    radius = max(1, int(math.ceil(2.5 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-(t**2) / (2 * sigma * sigma))
+    k = k / k.sum()
+    m = torch.zeros(n, n)
+    rows = torch.arange(n)
+    for off, weight in zip(range(-radius, radius + 1), k.tolist()):
+        cols = rows + off
+        cols = torch.where(cols < 0, -cols, cols)
+        cols = torch.where(cols >= n, 2 * (n - 1) - cols, cols)
+        m.index_put_((rows, cols), torch.full((n,), weight), accumulate=True)
+    return m
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur as two matrix products (much faster than a 1-channel conv)."""
+    h, w = x.shape[-2:]
+    return _blur_matrix(h, sigma) @ x @ _blur_matrix(w, sigma).T
+
+
+def _dihedral(x: torch.Tensor, gen: torch.Generator, groups: int = 4) -> torch.Tensor:
+    """One of the 8 symmetries (rot90 × flip) per group of consecutive samples.
+
+    Whole-group transforms avoid per-sample indexing; the sampler already shuffles, so
+    group membership is random.
+    """
+    parts = []
+    for chunk in torch.chunk(x, groups):
+        k = int(torch.randint(0, 4, (1,), generator=gen))
+        if k:
+            chunk = torch.rot90(chunk, k, dims=(2, 3))
+        if bool(torch.rand(1, generator=gen) < 0.5):
+            chunk = torch.flip(chunk, dims=(3,))
+        parts.append(chunk)
+    return torch.cat(parts).contiguous()
+
+
+def _renormalize(x: torch.Tensor) -> torch.Tensor:
+    n = x.shape[0]
+    sample = x[:, :, 1::6, 1::6].reshape(n, -1)  # ~1400 pixels of a 224 tile
+    m = sample.shape[1]
+    lo = torch.kthvalue(sample, max(1, round(0.01 * m)), dim=1).values.view(n, 1, 1, 1)
+    hi = torch.kthvalue(sample, max(1, round(0.99 * m)), dim=1).values.view(n, 1, 1, 1)
+    scale = torch.where(hi - lo > 1e-6, 1.0 / (hi - lo), torch.zeros_like(hi))
+    return ((x - lo) * scale).clamp_(0.0, 1.0)
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator,
+                  config: AugmentConfig = AugmentConfig()) -> torch.Tensor:
+    """Return an augmented float32 copy of ``x`` (``[B, 1, S, S]``, values in [0, 1])."""
+    x = x.float()
+    n, _, h, w = x.shape
+    x = _dihedral(x, gen)
+
+    inv = _mask(n, config.p_invert, gen).view(n, 1, 1, 1)
+    x = torch.where(inv, 1.0 - x, x)
+
+    res = torch.nonzero(_mask(n, config.p_resample, gen)).flatten()
+    if len(res):
+        scales = _uniform(len(res), *config.resample_scale, gen)
+        # group into a few scale bins so each bin is one interpolate call
+        bins = torch.round(scales * 10) / 10
+        for s in torch.unique(bins).tolist():
+            idx = res[bins == s]
+            size = (max(8, round(h * s)), max(8, round(w * s)))
+            small = F.interpolate(x[idx], size=size, mode="bilinear", antialias=True,
+                                  align_corners=False)
+            x[idx] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+
+    blur = torch.nonzero(_mask(n, config.p_blur, gen)).flatten()
+    if len(blur):
+        sig = _uniform(len(blur), *config.blur_sigma, gen)
+        bins = torch.round(sig * 4) / 4
+        for s in torch.unique(bins).tolist():
+            idx = blur[bins == s]
+            x[idx] = _gaussian_blur(x[idx], max(0.3, s))
+
+    gam = _mask(n, config.p_gamma, gen)
+    g = torch.where(gam, _uniform(n, *config.gamma, gen), torch.ones(n)).view(n, 1, 1, 1)
+    x = x.clamp(0.0, 1.0).pow(g)
+
+    con = _mask(n, config.p_contrast, gen)
+    c = torch.where(con, _uniform(n, *config.contrast, gen), torch.ones(n)).view(n, 1, 1, 1)
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    x = (x - mean) * c + mean
+
+    noise = _mask(n, config.p_noise, gen)
+    sigma = torch.where(noise, _uniform(n, *config.noise_sigma, gen),
+                        torch.zeros(n)).view(n, 1, 1, 1)
+    shot = torch.sqrt(x.clamp(0.0, 1.0) + 0.05)  # brighter pixels are noisier (shot noise)
+    x = x + sigma * shot * torch.randn(x.shape, generator=gen)
+
+    if config.renormalize:
+        return _renormalize(x)
+    return x.clamp(0.0, 1.0)

@@ -1,0 +1,60 @@
+"""Write ``manifest.json`` exactly as ``docs/bundle.md`` specifies (format version 1)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from edge.bundle import FORMAT_VERSION, FORMATS, sha256_file
+from edge.classes import CLASSES
+
+__all__ = ["write_manifest"]
+
+
+def _finite(obj):
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_manifest(out_dir: Path, *, name: str, size: int, low: float, high: float,
+                   stage1: dict, stage2: dict, files: dict[str, dict[str, Path]],
+                   metrics: dict, provenance: dict, models: dict | None = None) -> Path:
+    """Hash every model file and write ``out_dir/manifest.json``; returns its path.
+
+    ``files`` maps stage → format key (``onnx``, ``onnx-int8``, …) → file path inside
+    ``out_dir``.
+    """
+    out_dir = Path(out_dir)
+    entries: dict[str, dict[str, dict[str, str]]] = {}
+    for stage, by_format in files.items():
+        entries[stage] = {}
+        for fmt, path in by_format.items():
+            if fmt not in FORMATS:
+                raise ValueError(f"unknown format key {fmt!r}; known: {', '.join(FORMATS)}")
+            path = Path(path)
+            rel = path.resolve().relative_to(out_dir.resolve())
+            entries[stage][fmt] = {"path": rel.as_posix(), "sha256": sha256_file(path),
+                                   "format": FORMATS[fmt]}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "classes": list(CLASSES),
+        "input": {"size": int(size), "channels": 1, "layout": "NCHW", "dtype": "float32"},
+        "preprocess": {"low": float(low), "high": float(high), "small_image": "upscale"},
+        "stage1": stage1,
+        "stage2": stage2,
+        "files": entries,
+        "metrics": metrics,
+        "provenance": provenance,
+    }
+    if models:
+        manifest["models"] = models
+    path = out_dir / "manifest.json"
+    path.write_text(json.dumps(_finite(manifest), indent=2) + "\n", encoding="utf-8")
+    return path

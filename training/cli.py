@@ -1,0 +1,171 @@
+"""``semedge train`` and ``semedge export`` (wired in ``edge/_workstation.py``).
+
+Importing this module is cheap: torch, onnx and onnxruntime are imported only when a
+command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+__all__ = ["add_export_arguments", "add_train_arguments", "run_export", "run_train"]
+
+EXPORT_FORMATS = ("onnx", "onnx-int8")
+
+
+def _eval_set(text: str):
+    from training.pipeline import EvalSet  # noqa: PLC0415
+
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR, got {text!r}")
+    return EvalSet(name, Path(path))
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``semedge train``."""
+    parser.add_argument("--data", required=True, type=Path,
+                        help="ImageFolder: DIR/<label>/*.png with labels from CLASSES.md "
+                             "(and optionally other_defect/)")
+    parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
+    parser.add_argument("--recipe", type=Path, default=None,
+                        help="training recipe TOML (see docs/training.md); default: built-in")
+    parser.add_argument("--eval", dest="eval_sets", action="append", type=_eval_set,
+                        default=[], metavar="NAME=DIR",
+                        help="held-out ImageFolder evaluated in every format (repeatable; "
+                             "the first one gates the int8 export; a name starting with "
+                             "'shifted' is held to the shifted targets). Without it, a test "
+                             "split of --data is held out")
+    parser.add_argument("--seed", type=int, default=None, help="overrides the recipe's seed")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="overrides every model's epoch count")
+    parser.add_argument("--samples-per-epoch", type=int, default=None,
+                        help="overrides every model's samples per epoch")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch and ONNX Runtime threads (default 2)")
+    parser.add_argument("--name", default="custom", help="bundle name in the manifest")
+    parser.add_argument("--checkpoints", type=Path, default=None,
+                        help="where to save the PyTorch checkpoints (default OUT/checkpoints)")
+    parser.add_argument("--no-monolithic", action="store_true",
+                        help="skip the monolithic seven-class baseline")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--provenance-command", default=None,
+                        help="command recorded in the manifest (default: this train command; "
+                             "scripts/build-default-bundle records itself)")
+    parser.add_argument("--pipeline-start", type=float, default=None,
+                        help="UNIX time the whole recipe started (synth included): the "
+                             "manifest then records provenance.pipeline_seconds")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train all stages, export ONNX fp32 + int8, evaluate, write the bundle."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from training.data import DatasetError  # noqa: PLC0415
+    from training.export.gate import ExportRefused  # noqa: PLC0415
+    from training.pipeline import train_bundle  # noqa: PLC0415
+    from training.recipe import load_recipe  # noqa: PLC0415
+
+    try:
+        recipe = load_recipe(args.recipe)
+    except ValueError as err:
+        print(f"semedge train: {err}", file=sys.stderr)
+        return 2
+    recipe = recipe.with_overrides(seed=args.seed, threads=args.threads).with_epochs(args.epochs)
+    if args.samples_per_epoch is not None:
+        recipe = replace(recipe, **{k: replace(getattr(recipe, k),
+                                               samples_per_epoch=args.samples_per_epoch)
+                                    for k in ("stage1", "stage2", "monolithic")})
+    if args.no_monolithic:
+        recipe = replace(recipe, train_monolithic=False)
+    command = args.provenance_command or _command_line(args)
+    try:
+        train_bundle(args.data, args.out, recipe=recipe, eval_sets=args.eval_sets,
+                     checkpoint_dir=args.checkpoints, name=args.name, command=command,
+                     recipe_path=str(args.recipe) if args.recipe else None, quiet=args.quiet,
+                     pipeline_start=args.pipeline_start)
+    except ExportRefused as err:
+        print(f"semedge train: {err}", file=sys.stderr)
+        return 3
+    except (DatasetError, ValueError) as err:
+        print(f"semedge train: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The ``semedge train`` command that reproduces this run (for the manifest)."""
+    parts = ["semedge", "train", "--data", str(args.data), "--out", str(args.out)]
+    if args.recipe is not None:
+        parts += ["--recipe", str(args.recipe)]
+    for es in args.eval_sets:
+        parts += ["--eval", f"{es.name}={es.path}"]
+    for flag, value in (("--seed", args.seed), ("--epochs", args.epochs),
+                        ("--samples-per-epoch", args.samples_per_epoch),
+                        ("--threads", args.threads), ("--checkpoints", args.checkpoints)):
+        if value is not None:
+            parts += [flag, str(value)]
+    if args.name != "custom":
+        parts += ["--name", args.name]
+    if args.no_monolithic:
+        parts.append("--no-monolithic")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``semedge export``."""
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="a checkpoint written by semedge train (OUT/checkpoints/*.pt)")
+    parser.add_argument("--format", required=True, choices=EXPORT_FORMATS,
+                        help="onnx (fp32) or onnx-int8 (static QDQ, uint8 activations)")
+    parser.add_argument("--out", required=True, type=Path, help="ONNX file to write")
+    parser.add_argument("--calibration", type=Path, default=None,
+                        help="ImageFolder to calibrate int8 on (class-balanced subset)")
+    parser.add_argument("--per-class", type=int, default=48,
+                        help="calibration images per class (default 48)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Re-export one checkpoint as ONNX fp32 or int8.
+
+    This writes a model file only; a bundle's manifest (hashes, thresholds, metrics)
+    comes from ``semedge train``, which runs the drift gate.
+    """
+    import tempfile  # noqa: PLC0415
+
+    from training.data import DatasetError, balanced_subset, discover, load_dataset  # noqa: PLC0415
+    from training.export.onnx import export_onnx  # noqa: PLC0415
+    from training.export.quantize import quantize_int8  # noqa: PLC0415
+    from training.pipeline import load_checkpoint  # noqa: PLC0415
+
+    try:
+        model, ckpt = load_checkpoint(args.checkpoint)
+    except (OSError, ValueError, RuntimeError) as err:
+        print(f"semedge export: {args.checkpoint}: {err}", file=sys.stderr)
+        return 2
+    size = int(ckpt.get("size", 224))
+    if args.format == "onnx":
+        export_onnx(model, args.out, size=size)
+        print(args.out)
+        return 0
+    if args.calibration is None:
+        print("semedge export: --format onnx-int8 needs --calibration DIR (an ImageFolder)",
+              file=sys.stderr)
+        return 2
+    try:
+        paths, labels = discover(args.calibration)
+    except DatasetError as err:
+        print(f"semedge export: {err}", file=sys.stderr)
+        return 2
+    pick = balanced_subset(labels, args.per_class, seed=args.seed)
+    calib = load_dataset([paths[i] for i in pick], labels[pick], size=size,
+                         low=float(ckpt.get("low", 1.0)), high=float(ckpt.get("high", 99.0)))
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(model, Path(tmp) / "model.onnx", size=size)
+        quantize_int8(fp32, args.out, calib.x)
+    print(args.out)
+    return 0

@@ -1,0 +1,54 @@
+"""The int8 drift gate: export fails if int8 loses more than the budget against fp32."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["DriftBudget", "ExportRefused", "check_drift"]
+
+
+@dataclass(frozen=True)
+class DriftBudget:
+    """Largest allowed loss of int8 against fp32, in absolute fractions."""
+
+    stage1_recall: float = 0.005  # 0.5 point
+    stage2_macro_f1: float = 0.01  # 1 point
+
+
+class ExportRefused(RuntimeError):
+    """int8 drifted beyond the budget; ``drops`` holds the numbers."""
+
+    def __init__(self, message: str, drops: dict[str, dict[str, float]]) -> None:
+        super().__init__(message)
+        self.drops = drops
+
+
+def check_drift(fp32: dict, int8: dict, budget: DriftBudget = DriftBudget(), *,
+                name: str = "onnx-int8") -> dict[str, dict[str, float]]:
+    """Compare evaluation metrics (``training.evaluate.evaluate_outputs`` dicts).
+
+    Returns the per-metric ``{"fp32", "int8", "drop", "budget"}``; raises
+    :class:`ExportRefused` naming every metric over budget.
+    """
+    checks = {
+        "stage1_recall": (fp32["stage1"]["recall"], int8["stage1"]["recall"],
+                          budget.stage1_recall),
+        "stage2_macro_f1": (fp32["stage2"]["macro_f1"], int8["stage2"]["macro_f1"],
+                            budget.stage2_macro_f1),
+    }
+    drops: dict[str, dict[str, float]] = {}
+    failed = []
+    for key, (ref, got, allowed) in checks.items():
+        if math.isnan(float(ref)) and math.isnan(float(got)):
+            continue  # the set has no tiles for this metric
+        drop = float(ref) - float(got)
+        drops[key] = {"fp32": float(ref), "int8": float(got), "drop": drop,
+                      "budget": float(allowed)}
+        if not drop <= allowed:  # also catches NaN
+            failed.append(f"{key} {ref:.4f} → {got:.4f} (drop {drop * 100:.2f} points, "
+                          f"budget {allowed * 100:.2f})")
+    if failed:
+        raise ExportRefused(f"export refused: {name} drifts from fp32: " + "; ".join(failed),
+                            drops)
+    return drops

@@ -1,0 +1,194 @@
+"""The three networks of a bundle, built from torch's own modules (no torchvision).
+
+Designed for int8 and for accelerators: only Conv/BatchNorm/ReLU blocks, plain residual
+adds and global pooling, so that BatchNorm folds into the convolutions at export, every
+op has an int8 kernel in ONNX Runtime (QDQ), TFLite and the Edge TPU, and the NCHW graph
+converts without transposes. No hardswish/hardsigmoid, no squeeze-excitation: ONNX
+Runtime leaves those in float (a MobileNetV3-style net measured 1.3–4× slower in int8
+than in fp32).
+
+All three take ``[N, 1, S, S]`` float32 tiles in [0, 1] (the output of
+``edge.preprocess.tile``) and downsample early (a stride-2 stem followed at once by
+another stride-2 stage), so a 224×224 tile costs few MACs.
+
+* ``stage1`` — binary normal/defective, one logit (P(defective) = sigmoid), ≤ 100 k params.
+* ``stage2`` — six defect classes, ≤ 1.5 M params.
+* ``monolithic`` — stage 2's architecture with seven outputs: the baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ARCHITECTURES",
+    "Architecture",
+    "build_model",
+    "count_macs",
+    "count_parameters",
+    "fuse_batchnorm",
+]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A network layout: stem width, then ``(channels, blocks, stride)`` per stage."""
+
+    name: str
+    stem: int
+    stages: tuple[tuple[int, int, int], ...]
+    outputs: int
+    max_params: int
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "stage1": Architecture("stage1", stem=12, outputs=1, max_params=100_000,
+                           stages=((20, 0, 2), (32, 1, 2), (48, 1, 2), (64, 1, 2))),
+    "stage2": Architecture("stage2", stem=24, outputs=6, max_params=1_500_000,
+                           stages=((32, 0, 2), (64, 1, 2), (128, 2, 2), (192, 2, 2))),
+    "monolithic": Architecture("monolithic", stem=24, outputs=7, max_params=1_500_000,
+                               stages=((32, 0, 2), (64, 1, 2), (128, 2, 2), (192, 2, 2))),
+}
+"""Model name → layout; ``stage2`` and ``monolithic`` differ only in their outputs."""
+
+
+class ConvBNReLU(nn.Sequential):
+    """``Conv2d(bias=False) → BatchNorm2d → ReLU`` (the ReLU is optional)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1,
+                 groups: int = 1, relu: bool = True) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class ResidualBlock(nn.Module):
+    """Depthwise-separable residual block: ``x + pw(dw(pw_expand(x)))``, then ReLU.
+
+    A plain add, no gating: ONNX Runtime fuses it into a QLinearAdd with uint8
+    activations.
+    """
+
+    def __init__(self, channels: int, expand: int = 2) -> None:
+        super().__init__()
+        hidden = channels * expand
+        self.body = nn.Sequential(
+            ConvBNReLU(channels, hidden, 1),
+            ConvBNReLU(hidden, hidden, 3, groups=hidden),
+            ConvBNReLU(hidden, channels, 1, relu=False),
+        )
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.body(x))
+
+
+class Downsample(nn.Sequential):
+    """Stride-2 transition: depthwise 3×3 (stride 2) then pointwise to the new width."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__(ConvBNReLU(cin, cin, 3, stride, groups=cin), ConvBNReLU(cin, cout, 1))
+
+
+class TileNet(nn.Module):
+    """Stem (full 3×3 conv, stride 2), stages of ``Downsample`` + residual blocks,
+    global average + max pooling (concatenated), one linear layer."""
+
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__()
+        self.arch = arch
+        layers: list[nn.Module] = [ConvBNReLU(1, arch.stem, 3, 2)]
+        cin = arch.stem
+        for i, (cout, blocks, stride) in enumerate(arch.stages):
+            if i == 0:  # the second early downsampling: a full conv, cheap at this width
+                layers.append(ConvBNReLU(cin, cout, 3, stride))
+            else:
+                layers.append(Downsample(cin, cout, stride))
+            layers.extend(ResidualBlock(cout) for _ in range(blocks))
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.avg = nn.AdaptiveAvgPool2d(1)
+        self.max = nn.AdaptiveMaxPool2d(1)
+        self.head = nn.Linear(2 * cin, arch.outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)
+        pooled = torch.cat([self.avg(f), self.max(f)], dim=1).flatten(1)
+        return self.head(pooled)
+
+
+def build_model(name: str) -> TileNet:
+    """A freshly initialised model ``stage1``, ``stage2`` or ``monolithic``."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(ARCHITECTURES)}")
+    model = TileNet(ARCHITECTURES[name])
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    # zero-init the last BN of each residual body: blocks start as identities
+    for m in model.modules():
+        if isinstance(m, ResidualBlock):
+            nn.init.zeros_(m.body[-1][1].weight)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_macs(model: nn.Module, size: int = 224) -> int:
+    """Multiply-accumulates of one ``[1, 1, size, size]`` forward pass (convs + linear)."""
+    macs = 0
+
+    def conv_hook(mod: nn.Conv2d, _inp: tuple, out: torch.Tensor) -> None:
+        nonlocal macs
+        k = mod.kernel_size[0] * mod.kernel_size[1]
+        macs += out.numel() * k * mod.in_channels // mod.groups
+
+    def linear_hook(mod: nn.Linear, _inp: tuple, out: torch.Tensor) -> None:
+        nonlocal macs
+        macs += mod.in_features * mod.out_features
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(linear_hook))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 1, size, size))
+    model.train(was_training)
+    for h in hooks:
+        h.remove()
+    return macs
+
+
+def fuse_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every ``Conv2d → BatchNorm2d`` pair in place (eval mode); returns ``model``.
+
+    The BatchNorm is removed, so the exported graph has no BatchNormalization (nor
+    Identity) node, whatever the exporter does.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval  # noqa: PLC0415
+
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, ConvBNReLU):
+            conv, bn = module[0], module[1]
+            if isinstance(bn, nn.BatchNorm2d):
+                module[0] = fuse_conv_bn_eval(conv, bn)
+                del module[1]
+    return model

@@ -1,0 +1,419 @@
+"""``semedge train`` end to end: data → three models → thresholds and calibration →
+ONNX fp32 → ONNX int8 → evaluation of every format → drift gate → report → manifest.
+
+The steps, in order (``docs/training.md`` has the reasoning):
+
+1. discover the ImageFolder; stratified split into train / val (and an internal test
+   split when no ``--eval`` set is given); normalize every image once with
+   ``edge.preprocess.tile`` into memory (train: float16, val/test/calibration: float32);
+2. train stage 1 (normal vs defective: the six classes and ``other_defect``; half of
+   every epoch normal, the other half spread evenly over the defect folders), stage 2
+   (six classes, balanced; ``other_defect`` unused) and the monolithic baseline (seven
+   classes, balanced);
+3. on val: the stage-1 threshold for the target recall (+ Clopper–Pearson bound),
+   stage-2 temperature (NLL), ECE before/after, the ``unknown`` threshold;
+4. export ONNX fp32; quantize to int8 on a class-balanced calibration set of training
+   tiles (edge preprocessing output, float32, no augmentation);
+5. evaluate PyTorch fp32, ONNX fp32 and ONNX int8 on each held-out set; refuse the
+   export if int8 drifts beyond budget on the first (gate) set;
+6. time each ONNX model, compare the cascade with the monolithic model at defect rates
+   2 / 10 / 50 %, write ``report/`` and ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from training.data import (
+    Dataset,
+    balanced_subset,
+    discover,
+    load_dataset,
+    recipe_of,
+    stratified_split,
+)
+from training.recipe import ModelRecipe, TrainRecipe
+
+__all__ = ["TARGETS", "EvalSet", "TrainOutcome", "train_bundle"]
+
+MODELS = ("stage1", "stage2", "monolithic")
+TARGETS = {
+    "default": {"stage1_recall": 0.995, "stage1_specificity": 0.97, "stage2_macro_f1": 0.95},
+    "shifted": {"stage1_recall": 0.97, "stage1_specificity": 0.90, "stage2_macro_f1": 0.85},
+}
+"""Acceptance targets; an eval set named ``shifted*`` is held to ``shifted``, any other to
+``default``."""
+INT8_SIZE_BUDGET = 1_000_000  # bytes, stage1.int8 + stage2.int8
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """A held-out ImageFolder evaluated in every format."""
+
+    name: str
+    path: Path
+
+
+@dataclass
+class TrainOutcome:
+    """What ``train_bundle`` produced."""
+
+    out_dir: Path
+    report: dict
+    manifest: Path | None
+    refused: str | None = None
+    checkpoints: dict[str, Path] = field(default_factory=dict)
+
+
+def _fit_config(m: ModelRecipe, seed: int, recipe: TrainRecipe):
+    from training.train_loop import FitConfig  # noqa: PLC0415
+
+    return FitConfig(epochs=m.epochs, samples_per_epoch=m.samples_per_epoch,
+                     batch_size=m.batch_size, lr=m.lr, weight_decay=m.weight_decay,
+                     label_smoothing=m.label_smoothing, seed=seed, augment=recipe.augment)
+
+
+def save_checkpoint(model, name: str, path: Path, recipe: TrainRecipe) -> Path:
+    """A ``weights_only``-loadable checkpoint: tensors, strings and numbers only."""
+    import torch  # noqa: PLC0415
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": name, "size": recipe.size, "low": recipe.low, "high": recipe.high,
+                "state_dict": {k: v.detach().cpu().clone() for k, v in
+                               model.state_dict().items()}}, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike):
+    """``(model, checkpoint dict)`` from ``save_checkpoint``, with ``weights_only=True``."""
+    import torch  # noqa: PLC0415
+
+    from training.models import build_model  # noqa: PLC0415
+
+    ckpt = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not a semedge checkpoint (no 'model'/'state_dict' keys)")
+    model = build_model(ckpt["model"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model, ckpt
+
+
+def _summary(m: dict) -> dict:
+    """The manifest's compact per-format, per-set metrics."""
+    out = {
+        "tiles": m["tiles"],
+        "stage1_recall": m["stage1"]["recall"],
+        "stage1_precision": m["stage1"]["precision"],
+        "stage1_specificity": m["stage1"]["specificity"],
+        "stage2_macro_f1": m["stage2"]["macro_f1"],
+        "stage2_accuracy": m["stage2"]["accuracy"],
+        "ece": m["stage2"]["ece"],
+        "cascade_accuracy": m["cascade"]["accuracy"],
+    }
+    if "monolithic" in m:
+        out["monolithic_accuracy"] = m["monolithic"]["accuracy"]
+        out["monolithic_macro_f1"] = m["monolithic"]["macro_f1"]
+    if "agreement" in m:
+        out["agreement_cascade"] = m["agreement"]["cascade"]
+        out["agreement_stage1"] = m["agreement"]["stage1"]
+        out["agreement_stage2"] = m["agreement"]["stage2"]
+    return out
+
+
+def _targets_for(name: str) -> tuple[str, dict]:
+    key = "shifted" if name.startswith("shifted") else "default"
+    return key, TARGETS[key]
+
+
+def _check_targets(name: str, m: dict) -> dict:
+    key, t = _targets_for(name)
+    got = {"stage1_recall": m["stage1"]["recall"],
+           "stage1_specificity": m["stage1"]["specificity"],
+           "stage2_macro_f1": m["stage2"]["macro_f1"]}
+    rows = {k: {"target": t[k], "value": got[k],
+                "pass": bool(got[k] is not None and got[k] == got[k] and got[k] >= t[k])}
+            for k in t}
+    return {"targets": key, "checks": rows, "pass": all(r["pass"] for r in rows.values())}
+
+
+def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+                 recipe: TrainRecipe | None = None, eval_sets: list[EvalSet] = (),
+                 checkpoint_dir: str | os.PathLike | None = None, name: str = "custom",
+                 command: str | None = None, recipe_path: str | None = None,
+                 console=None, quiet: bool = False,
+                 pipeline_start: float | None = None) -> TrainOutcome:
+    """Train, export, evaluate and write a bundle into ``out_dir``.
+
+    Raises :class:`training.export.gate.ExportRefused` (after writing ``report/``) when
+    int8 drifts beyond budget; no ``manifest.json`` is written then.
+    """
+    import onnxruntime  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    import edge  # noqa: PLC0415
+    from training.calibration import (  # noqa: PLC0415
+        expected_calibration_error,
+        fit_temperature,
+        select_unknown_threshold,
+        softmax,
+    )
+    from training.evaluate import (  # noqa: PLC0415
+        cascade_vs_monolithic,
+        evaluate_outputs,
+        predict_onnx,
+        sigmoid,
+        time_onnx,
+    )
+    from training.export.gate import DriftBudget, ExportRefused, check_drift  # noqa: PLC0415
+    from training.export.onnx import export_onnx  # noqa: PLC0415
+    from training.export.quantize import quantize_int8  # noqa: PLC0415
+    from training.models import build_model, count_macs, count_parameters  # noqa: PLC0415
+    from training.report import summary_lines, write_report  # noqa: PLC0415
+    from training.thresholds import select_threshold  # noqa: PLC0415
+    from training.train_loop import (  # noqa: PLC0415
+        balanced_weights,
+        fit,
+        predict_logits,
+        set_determinism,
+    )
+
+    started = time.perf_counter()
+    recipe = recipe if recipe is not None else TrainRecipe()
+    console = console or Console(stderr=True, quiet=quiet)
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("manifest.json",):
+        (out_dir / stale).unlink(missing_ok=True)
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else out_dir / "checkpoints"
+    set_determinism(recipe.seed, recipe.threads)
+    r = recipe
+    load_kw = {"size": r.size, "low": r.low, "high": r.high, "workers": r.threads}
+    timings: dict[str, float] = {}
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                        disable=quiet)
+    with progress:
+        # ---- 1. data
+        t0 = time.perf_counter()
+        paths, labels = discover(data_dir)
+        if eval_sets:
+            val_idx, train_idx = stratified_split(labels, [r.val_fraction, 1.0],
+                                                  seed=r.seed)
+            test_idx = np.zeros(0, dtype=np.int64)
+        else:
+            test_idx, val_idx, train_idx = stratified_split(
+                labels, [r.test_fraction, r.val_fraction, 1.0], seed=r.seed)
+        sub = lambda idx: ([paths[i] for i in idx], labels[idx])  # noqa: E731
+        train = load_dataset(*sub(train_idx), dtype=np.float16, progress=progress,
+                             description="normalizing train", **load_kw)
+        val = load_dataset(*sub(val_idx), progress=progress, description="normalizing val",
+                           **load_kw)
+        calib_local = balanced_subset(train.y, r.calibration_per_class, seed=r.seed)
+        calib = load_dataset([train.paths[i] for i in calib_local], train.y[calib_local],
+                             progress=progress, description="normalizing calibration",
+                             **load_kw)
+        sets: dict[str, Dataset] = {}
+        if len(test_idx):
+            sets["test"] = load_dataset(*sub(test_idx), progress=progress,
+                                        description="normalizing test", **load_kw)
+        for es in eval_sets:
+            p, y = discover(es.path)
+            sets[es.name] = load_dataset(p, y, progress=progress,
+                                         description=f"normalizing {es.name}", **load_kw)
+        if not sets:
+            raise ValueError("no held-out set: give --eval NAME=DIR or a test fraction > 0")
+        timings["data"] = time.perf_counter() - t0
+        console.log(f"train {train.counts()}  val {val.counts()}  "
+                    + "  ".join(f"{k} {len(v)}" for k, v in sets.items()))
+
+        # ---- 2. models
+        models: dict = {}
+        fits: dict = {}
+        specs = {
+            "stage1": (np.ones(len(train), bool), (train.y != 0).astype(np.float32),
+                       balanced_weights(train.y, {0: 0.5}), True),
+            "stage2": (train.y > 0, train.y - 1, None, False),
+            "monolithic": (train.y >= 0, train.y, None, False),
+        }
+        for i, model_name in enumerate(MODELS):
+            if model_name == "monolithic" and not r.train_monolithic:
+                continue
+            keep, targets, weights, binary = specs[model_name]
+            idx = np.flatnonzero(keep)
+            if len(idx) == 0:
+                raise ValueError(f"{data_dir}: no training tiles for {model_name}")
+            w = weights[idx] if weights is not None else balanced_weights(targets[idx])
+            model = build_model(model_name)
+            cfg = _fit_config(getattr(r, model_name), r.seed + 1000 * (i + 1), r)
+            x_train = train.x if len(idx) == len(train) else train.x[idx]
+            fits[model_name] = fit(model, x_train, targets[idx], w, binary=binary, config=cfg,
+                                   progress=progress, description=model_name)
+            models[model_name] = model
+            timings[f"train_{model_name}"] = fits[model_name].seconds
+            save_checkpoint(model, model_name, ckpt_dir / f"{model_name}.pt", r)
+
+        # ---- 3. thresholds and calibration on val
+        t0 = time.perf_counter()
+        val_s1 = sigmoid(predict_logits(models["stage1"], val.x)[:, 0])
+        choice = select_threshold(val_s1, val.y != 0, r.target_recall,
+                                  confidence=r.recall_confidence)
+        intax = val.y > 0
+        val_s2 = predict_logits(models["stage2"], val.x[intax])
+        temperature = fit_temperature(val_s2, val.y[intax] - 1)
+        ece_before = expected_calibration_error(softmax(val_s2), val.y[intax] - 1)
+        ece_after = expected_calibration_error(softmax(val_s2, temperature), val.y[intax] - 1)
+        unknown = select_unknown_threshold(softmax(val_s2, temperature),
+                                           coverage=r.unknown_coverage,
+                                           max_threshold=r.unknown_max_threshold)
+        timings["calibrate"] = time.perf_counter() - t0
+        console.log(f"stage 1 threshold {choice.threshold:.4f}: val recall {choice.recall:.4f} "
+                    f"(95% lower bound {choice.lower_bound:.4f}), specificity "
+                    f"{choice.specificity:.4f}; stage 2 T={temperature:.3f} ECE "
+                    f"{ece_before:.4f}→{ece_after:.4f}, unknown below {unknown:.3f}")
+
+        # ---- 4. export
+        t0 = time.perf_counter()
+        files: dict[str, dict[str, Path]] = {}
+        for model_name, model in models.items():
+            fp32 = export_onnx(model, out_dir / f"{model_name}.onnx", size=r.size)
+            int8 = quantize_int8(fp32, out_dir / f"{model_name}.int8.onnx", calib.x,
+                                 method=r.calibration_method)
+            files[model_name] = {"onnx": fp32, "onnx-int8": int8}
+        timings["export"] = time.perf_counter() - t0
+
+        # ---- 5. evaluate every format on every held-out set
+        t0 = time.perf_counter()
+        thr = {"threshold": choice.threshold, "temperature": temperature,
+               "unknown_threshold": unknown}
+        evaluation: dict[str, dict[str, dict]] = {}
+        for set_name, ds in sets.items():
+            ref = {k: predict_logits(m, ds.x) for k, m in models.items()}
+            evaluation[set_name] = {"pytorch": evaluate_outputs(ref, ds.y, **thr,
+                                                                reference=ref)}
+            for fmt in ("onnx", "onnx-int8"):
+                outs = {k: predict_onnx(files[k][fmt], ds.x, threads=r.threads)
+                        for k in models}
+                evaluation[set_name][fmt] = evaluate_outputs(outs, ds.y, **thr,
+                                                             reference=ref)
+        timings["evaluate"] = time.perf_counter() - t0
+
+        # ---- 6. cost, size, report
+        t0 = time.perf_counter()
+        costs = {"mmacs": {k: count_macs(m, r.size) / 1e6 for k, m in models.items()},
+                 "ms": {k: time_onnx(files[k]["onnx-int8"], r.size, threads=r.threads,
+                                  min_seconds=r.timing_seconds)
+                        for k in models}}
+        fp32_ms = {k: time_onnx(files[k]["onnx"], r.size, threads=r.threads,
+                             min_seconds=r.timing_seconds) for k in models}
+        timings["timing"] = time.perf_counter() - t0
+    sizes = {k: {fmt: p.stat().st_size for fmt, p in v.items()} for k, v in files.items()}
+    int8_total = sizes["stage1"]["onnx-int8"] + sizes["stage2"]["onnx-int8"]
+    gate_set = next(iter(sets))
+    report: dict = {
+        "name": name,
+        "gate_set": gate_set,
+        "evaluation": evaluation,
+        "targets": {s: _check_targets(s, evaluation[s]["onnx-int8"]) for s in sets},
+        "cascade_vs_monolithic": (
+            {s: cascade_vs_monolithic(evaluation[s]["onnx-int8"], costs) for s in sets}
+            if "monolithic" in models else {}),
+        "costs": {**costs, "ms_fp32": fp32_ms,
+                  "note": "cost per tile: MMACs of one 224 tile, and median ms per tile of the "
+                          "ONNX int8 model (ONNX Runtime CPU, batch 16, "
+                          f"{r.threads} threads) on the machine that trained"},
+        "sizes_bytes": sizes,
+        "int8_stage1_plus_stage2_bytes": int8_total,
+        "int8_size_budget_bytes": INT8_SIZE_BUDGET,
+        "stage1_threshold": choice._asdict(),
+        "stage2_calibration": {"temperature": temperature, "ece_before": ece_before,
+                               "ece_after": ece_after, "unknown_threshold": unknown,
+                               "unknown_coverage": r.unknown_coverage},
+        "training": {k: {"images_per_second": f.images_per_second, "seconds": f.seconds,
+                         "samples": f.samples, "history": f.history,
+                         "parameters": count_parameters(models[k])}
+                     for k, f in fits.items()},
+        "timings_seconds": timings,
+        "data": {"train": train.counts(), "val": val.counts(),
+                 **{k: v.counts() for k, v in sets.items()}},
+    }
+
+    refused = None
+    try:
+        report["drift"] = check_drift(evaluation[gate_set]["onnx"],
+                                      evaluation[gate_set]["onnx-int8"],
+                                      DriftBudget(r.max_recall_drop, r.max_macro_f1_drop))
+    except ExportRefused as err:
+        report["drift"] = err.drops
+        report["refused"] = str(err)
+        refused = err
+    report["seconds"] = time.perf_counter() - started
+    write_report(out_dir / "report", report)
+    for line in summary_lines(report):
+        console.print(line, highlight=False, soft_wrap=True)
+    if int8_total > INT8_SIZE_BUDGET:
+        console.print(f"[yellow]warning: int8 stage1+stage2 are {int8_total:,} bytes, over "
+                      f"the {INT8_SIZE_BUDGET:,}-byte budget[/]")
+    if refused is not None:
+        raise refused
+
+    synth_info = recipe_of(data_dir)
+    provenance = {
+        "command": command or " ".join(sys.argv),
+        "recipe": synth_info.get("recipe", "unknown"),
+        "recipe_sha256": synth_info.get("recipe_sha256"),
+        "data_seed": synth_info.get("seed"),
+        "data": data_dir.name,
+        "eval_sets": {es.name: es.path.name for es in eval_sets},
+        "gate_set": gate_set,
+        "seed": r.seed,
+        "train_recipe": recipe_path or "built-in defaults",
+        "train_recipe_sha256": r.sha256(),
+        "train_recipe_resolved": r.to_dict(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - started, 1),
+        "pipeline_seconds": (round(time.time() - pipeline_start, 1)
+                             if pipeline_start is not None else None),
+        "semedge_version": edge.__version__,
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus, {r.threads} threads",
+    }
+    stage1 = {"threshold": choice.threshold, "target_recall": r.target_recall,
+              "val_recall": choice.recall, "val_recall_lower_bound": choice.lower_bound,
+              "val_recall_confidence": choice.confidence, "val_specificity": choice.specificity,
+              "val_positives": choice.positives, "val_negatives": choice.negatives}
+    stage2 = {"temperature": temperature, "unknown_threshold": unknown,
+              "ece_before": ece_before, "ece_after": ece_after,
+              "unknown_coverage": r.unknown_coverage}
+    metrics = {fmt: {s: _summary(evaluation[s][fmt]) for s in sets}
+               for fmt in ("pytorch", "onnx", "onnx-int8")}
+    model_info = {k: {"parameters": count_parameters(m), "mmacs": costs["mmacs"][k],
+                      "outputs": m.arch.outputs} for k, m in models.items()}
+    from training.bundle_writer import write_manifest  # noqa: PLC0415
+
+    manifest = write_manifest(out_dir, name=name, size=r.size, low=r.low, high=r.high,
+                              stage1=stage1, stage2=stage2, files=files, metrics=metrics,
+                              provenance=provenance, models=model_info)
+    console.log(f"bundle written to {out_dir} in {provenance['seconds']:.0f} s")
+    return TrainOutcome(out_dir, report, manifest, None,
+                        {k: ckpt_dir / f"{k}.pt" for k in models})

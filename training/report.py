@@ -1,0 +1,109 @@
+"""The evaluation report: ``report/metrics.json`` plus confusion-matrix PNGs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN
+
+__all__ = ["plot_confusion", "write_report", "summary_lines"]
+
+
+def _clean(obj):
+    """JSON-safe: NaN/inf → None, numpy scalars → Python."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def plot_confusion(matrix, rows, cols, title: str, path: Path) -> Path:
+    """A labelled confusion matrix (counts, row-normalised colours) as PNG."""
+    import matplotlib  # noqa: PLC0415
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    norm = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(cols), 1.0 + 0.7 * len(rows)), dpi=100)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            if matrix[i, j]:
+                ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_report(report_dir: Path, report: dict) -> list[Path]:
+    """Write ``metrics.json`` and one PNG per format × set × model confusion matrix."""
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    out = report_dir / "metrics.json"
+    out.write_text(json.dumps(_clean(report), indent=2, sort_keys=False) + "\n",
+                   encoding="utf-8")
+    written.append(out)
+    for set_name, by_format in report.get("evaluation", {}).items():
+        for fmt, m in by_format.items():
+            stem = f"{set_name}.{fmt}"
+            written.append(plot_confusion(m["stage2"]["confusion"], DEFECT_CLASSES,
+                                          DEFECT_CLASSES, f"stage 2 — {set_name} — {fmt}",
+                                          report_dir / f"confusion.stage2.{stem}.png"))
+            written.append(plot_confusion(m["cascade"]["confusion"], CLASSES,
+                                          [*CLASSES, UNKNOWN], f"cascade — {set_name} — {fmt}",
+                                          report_dir / f"confusion.cascade.{stem}.png"))
+            if "monolithic" in m:
+                written.append(plot_confusion(m["monolithic"]["confusion"], CLASSES, CLASSES,
+                                              f"monolithic — {set_name} — {fmt}",
+                                              report_dir / f"confusion.monolithic.{stem}.png"))
+    return written
+
+
+def _pct(v) -> str:
+    return "   n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v * 100:6.2f}"
+
+
+def summary_lines(report: dict) -> list[str]:
+    """Human-readable table of the headline numbers (for the CLI)."""
+    lines = ["set / format            s1-recall s1-spec s1-prec s2-mF1 casc-acc  ECE  "
+             "mono-acc agree(casc)"]
+    for set_name, by_format in report.get("evaluation", {}).items():
+        for fmt, m in by_format.items():
+            mono = m.get("monolithic", {}).get("accuracy")
+            agree = m.get("agreement", {}).get("cascade")
+            lines.append(
+                f"{(set_name + ' / ' + fmt)[:24]:24s} {_pct(m['stage1']['recall'])}   "
+                f"{_pct(m['stage1']['specificity'])}  {_pct(m['stage1']['precision'])} "
+                f"{_pct(m['stage2']['macro_f1'])} {_pct(m['cascade']['accuracy'])}  "
+                f"{_pct(m['stage2']['ece'])} {_pct(mono)}  {_pct(agree)}")
+    for set_name, rows in report.get("cascade_vs_monolithic", {}).items():
+        for rate, row in rows.items():
+            c, mo = row["cascade"], row.get("monolithic", {})
+            lines.append(
+                f"{set_name} defect rate {float(rate) * 100:4.0f}%: cascade acc "
+                f"{_pct(c.get('accuracy'))}% cost {c.get('cost_mmacs', float('nan')):.1f} MMAC "
+                f"{c.get('cost_ms', float('nan')):.3f} ms | monolithic acc "
+                f"{_pct(mo.get('accuracy'))}% cost {mo.get('cost_mmacs', float('nan')):.1f} "
+                f"MMAC {mo.get('cost_ms', float('nan')):.3f} ms")
+    return lines

@@ -1,0 +1,154 @@
+"""The training loop shared by the three models: balanced sampling, augmentation, AdamW
+with a one-cycle schedule, channels-last on CPU, deterministic for a seed."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from training.augment import AugmentConfig
+
+__all__ = ["FitConfig", "FitResult", "balanced_weights", "fit", "predict_logits",
+           "set_determinism"]
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Hyper-parameters of one model's training run."""
+
+    epochs: int = 10
+    samples_per_epoch: int | None = None  # None: the number of training tiles
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.05
+    seed: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class FitResult:
+    """What a run did: per-epoch loss/accuracy, throughput and time."""
+
+    history: list[dict[str, float]]
+    images_per_second: float
+    seconds: float
+    samples: int
+
+
+def set_determinism(seed: int, threads: int = 2) -> None:
+    """Seed torch, fix the thread count, prefer deterministic kernels.
+
+    (numpy randomness in training goes through seeded ``np.random.default_rng`` only.)
+    """
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def balanced_weights(groups: np.ndarray, group_share: dict[int, float] | None = None
+                     ) -> np.ndarray:
+    """Per-sample sampling weights so each group gets its share of every epoch.
+
+    ``group_share`` maps group → share (normalised); missing groups share the rest
+    equally; by default every group gets the same share (class balancing).
+    """
+    groups = np.asarray(groups)
+    values, counts = np.unique(groups, return_counts=True)
+    share = dict(group_share or {})
+    rest = [v for v in values.tolist() if v not in share]
+    left = max(0.0, 1.0 - sum(share.get(v, 0.0) for v in values.tolist()))
+    for v in rest:
+        share[v] = left / len(rest) if group_share else 1.0 / len(values)
+    total = sum(share[v] for v in values.tolist())
+    w = np.zeros(len(groups), dtype=np.float64)
+    for v, c in zip(values.tolist(), counts.tolist()):
+        w[groups == v] = share[v] / total / c
+    return w
+
+
+def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
+        binary: bool, config: FitConfig, progress=None, description: str = "training"
+        ) -> FitResult:
+    """Train ``model`` in place on cached tiles ``x`` (``[N, 1, S, S]``, float16/32).
+
+    ``targets``: 0/1 for a binary model (one logit, BCE), class index otherwise (CE with
+    label smoothing). ``weights``: per-sample sampling weights (``balanced_weights``).
+    """
+    import torch  # noqa: PLC0415
+    import torch.nn.functional as F  # noqa: PLC0415
+
+    from training.augment import augment_batch  # noqa: PLC0415
+
+    n = len(targets)
+    if n == 0:
+        raise ValueError(f"{description}: no training tiles")
+    per_epoch = config.samples_per_epoch or n
+    steps = max(1, per_epoch // config.batch_size)
+    total_steps = steps * config.epochs
+    gen = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    model.train()
+    model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=config.lr, total_steps=total_steps, pct_start=0.15,
+        div_factor=10.0, final_div_factor=100.0)
+    w = torch.as_tensor(weights, dtype=torch.float64)
+    y_all = torch.as_tensor(np.asarray(targets), dtype=torch.float32 if binary else torch.int64)
+    task = progress.add_task(description, total=total_steps) if progress is not None else None
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    for epoch in range(config.epochs):
+        idx_all = torch.multinomial(w, steps * config.batch_size, replacement=True,
+                                    generator=gen)
+        loss_sum, correct, seen = 0.0, 0, 0
+        for step in range(steps):
+            idx = idx_all[step * config.batch_size:(step + 1) * config.batch_size]
+            xb = torch.from_numpy(x[idx.numpy()])
+            xb = augment_batch(xb, gen, config.augment).contiguous(
+                memory_format=torch.channels_last)
+            yb = y_all[idx]
+            out = model(xb)
+            if binary:
+                out = out[:, 0]
+                loss = F.binary_cross_entropy_with_logits(out, yb)
+                correct += int(((out > 0).float() == yb).sum())
+            else:
+                loss = F.cross_entropy(out, yb, label_smoothing=config.label_smoothing)
+                correct += int((out.argmax(1) == yb).sum())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += float(loss) * len(idx)
+            seen += len(idx)
+            if task is not None:
+                progress.update(task, advance=1, description=(
+                    f"{description} e{epoch + 1}/{config.epochs} "
+                    f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f}"))
+        history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "accuracy": correct / seen})
+    seconds = time.perf_counter() - start
+    model.eval()
+    model.to(memory_format=torch.contiguous_format)
+    samples = total_steps * config.batch_size
+    return FitResult(history, samples / seconds if seconds > 0 else 0.0, seconds, samples)
+
+
+def predict_logits(model, x: np.ndarray, *, batch_size: int = 128) -> np.ndarray:
+    """Logits of ``model`` (eval mode, no augmentation) for tiles ``x``, float32."""
+    import torch  # noqa: PLC0415
+
+    model.eval()
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size], dtype=np.float32))
+            outs.append(model(xb.contiguous(memory_format=torch.channels_last)).float().numpy())
+    if not outs:
+        return np.zeros((0, model.arch.outputs), dtype=np.float32)
+    return np.concatenate(outs)
