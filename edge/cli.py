@@ -23,6 +23,11 @@ IMAGE_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".
 """Files picked up when a folder is given (named files are taken whatever the suffix)."""
 
 
+def samples_dir() -> Path:
+    """The sample SEM images shipped in the package (``edge/samples``, see samples.json)."""
+    return Path(__file__).with_name("samples")
+
+
 def collect_files(paths: Sequence[str]) -> Iterator[Path]:
     """Named files as given, image files under named folders (recursive, sorted)."""
     for raw in paths:
@@ -47,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per profile")
 
     p = sub.add_parser("classify", help="classify image files and folders")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="image files or folders")
+    p.add_argument("--samples", action="store_true",
+                   help="also classify the sample SEM images shipped with semedge")
     p.add_argument("--target", default="auto", help="target profile (default: auto)")
     p.add_argument("--bundle", default=None, metavar="DIR",
                    help="model bundle folder (default: the bundle shipped in the package)")
@@ -207,7 +214,11 @@ def _classify(args: argparse.Namespace) -> int:
         print(f"semedge: error: {err}", file=sys.stderr)
         return 2
     print(f"semedge: {cascade.target_reason}", file=sys.stderr)
-    files = list(collect_files(args.paths))
+    paths = [*args.paths, *([str(samples_dir())] if args.samples else [])]
+    if not paths:
+        print("semedge: error: give image files or folders, or --samples", file=sys.stderr)
+        return 2
+    files = list(collect_files(paths))
     if not files:
         print("semedge: error: no image files found", file=sys.stderr)
         return 2

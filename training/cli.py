@@ -117,16 +117,53 @@ def _command_line(args: argparse.Namespace) -> str:
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``semedge export``."""
-    parser.add_argument("--checkpoint", required=True, type=Path,
+    parser.add_argument("--setup-tflite", action="store_true",
+                        help="create the pinned onnx2tf/TensorFlow environment "
+                             "(scripts/setup-tflite) and exit")
+    parser.add_argument("--format", choices=(*EXPORT_FORMATS, "tflite"),
+                        help="onnx (fp32) or onnx-int8 (static QDQ, uint8 activations) of one "
+                             "--checkpoint; tflite: add TFLite int8 files to a --bundle")
+    parser.add_argument("--checkpoint", type=Path, default=None,
                         help="a checkpoint written by semedge train (OUT/checkpoints/*.pt)")
-    parser.add_argument("--format", required=True, choices=EXPORT_FORMATS,
-                        help="onnx (fp32) or onnx-int8 (static QDQ, uint8 activations)")
-    parser.add_argument("--out", required=True, type=Path, help="ONNX file to write")
+    parser.add_argument("--out", type=Path, default=None, help="ONNX file to write")
     parser.add_argument("--calibration", type=Path, default=None,
-                        help="ImageFolder to calibrate int8 on (class-balanced subset)")
+                        help="ImageFolder to calibrate int8 on (class-balanced subset); for "
+                             "tflite, the bundle's training folder")
+    parser.add_argument("--bundle", type=Path, default=None,
+                        help="bundle folder to add the TFLite files to (--format tflite)")
+    parser.add_argument("--eval", action="append", default=[], metavar="NAME=DIR",
+                        type=_eval_set,
+                        help="held-out ImageFolder for the TFLite parity gate (the first gates)")
     parser.add_argument("--per-class", type=int, default=48,
                         help="calibration images per class (default 48)")
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+
+
+def _run_tflite_export(args: argparse.Namespace) -> int:
+    from training.export.gate import ExportRefused  # noqa: PLC0415
+    from training.export.tflite import TFLiteEnvMissing  # noqa: PLC0415
+    from training.export.tflite_bundle import add_tflite_to_bundle  # noqa: PLC0415
+
+    if args.bundle is None or args.calibration is None or not args.eval:
+        print("semedge export: --format tflite needs --bundle DIR, --calibration TRAIN_DIR and "
+              "at least one --eval NAME=DIR", file=sys.stderr)
+        return 2
+    try:
+        eval_sets = {es.name: es.path for es in args.eval}
+        report = add_tflite_to_bundle(args.bundle, data_dir=args.calibration, eval_sets=eval_sets,
+                                      calibration_per_class=args.per_class, seed=args.seed,
+                                      threads=args.threads,
+                                      log=lambda m: print(m, file=sys.stderr))
+    except TFLiteEnvMissing as err:
+        print(f"semedge export: {err}", file=sys.stderr)
+        return 2
+    except ExportRefused as err:
+        print(f"semedge export: {err}", file=sys.stderr)
+        return 3
+    for fmt, row in report["parity"].items():
+        print(f"{fmt}: agreement vs ONNX fp32 {row['agreement_vs_onnx']}, pass {row['pass']}")
+    return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -136,6 +173,17 @@ def run_export(args: argparse.Namespace) -> int:
     comes from ``semedge train``, which runs the drift gate.
     """
     import tempfile  # noqa: PLC0415
+
+    if args.setup_tflite:
+        from training.export.tflite import run_setup  # noqa: PLC0415
+
+        return run_setup()
+    if args.format == "tflite":
+        return _run_tflite_export(args)
+    if args.format is None or args.checkpoint is None or args.out is None:
+        print("semedge export: give --format onnx|onnx-int8 with --checkpoint and --out, "
+              "--format tflite with --bundle, or --setup-tflite", file=sys.stderr)
+        return 2
 
     from training.data import DatasetError, balanced_subset, discover, load_dataset  # noqa: PLC0415
     from training.export.onnx import export_onnx  # noqa: PLC0415

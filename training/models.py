@@ -35,18 +35,22 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Architecture:
-    """A network layout: stem width, then ``(channels, blocks, stride)`` per stage."""
+    """A network layout: stem width (and its kernel = stride, 2 or 4), then
+    ``(channels, blocks, stride)`` per stage."""
 
     name: str
     stem: int
     stages: tuple[tuple[int, int, int], ...]
     outputs: int
     max_params: int
+    stem_stride: int = 2
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "stage1": Architecture("stage1", stem=12, outputs=1, max_params=100_000,
-                           stages=((20, 0, 2), (32, 1, 2), (48, 1, 2), (64, 1, 2))),
+    # stage 1 runs on every tile, so its cost is the cascade's floor: a 4×4 patch stem
+    # (6.2 MMAC in all; 0.17 ms/tile fp32 on ORT, 2 threads, vs 0.50 ms with a 3×3 s2 stem)
+    "stage1": Architecture("stage1", stem=16, outputs=1, max_params=100_000, stem_stride=4,
+                           stages=((24, 0, 2), (32, 1, 2), (48, 1, 2), (64, 1, 1))),
     "stage2": Architecture("stage2", stem=24, outputs=6, max_params=1_500_000,
                            stages=((32, 0, 2), (64, 1, 2), (128, 2, 2), (192, 2, 2))),
     "monolithic": Architecture("monolithic", stem=24, outputs=7, max_params=1_500_000,
@@ -97,6 +101,15 @@ class Downsample(nn.Sequential):
         super().__init__(ConvBNReLU(cin, cin, 3, stride, groups=cin), ConvBNReLU(cin, cout, 1))
 
 
+class PatchStem(ConvBNReLU):
+    """``Conv2d(kernel=stride=k) → BatchNorm → ReLU``: each output sees its own k×k patch."""
+
+    def __init__(self, cout: int, k: int) -> None:
+        nn.Sequential.__init__(
+            self, nn.Conv2d(1, cout, k, k, 0, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+        )
+
+
 class TileNet(nn.Module):
     """Stem (full 3×3 conv, stride 2), stages of ``Downsample`` + residual blocks,
     global average + max pooling (concatenated), one linear layer."""
@@ -104,7 +117,11 @@ class TileNet(nn.Module):
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
         self.arch = arch
-        layers: list[nn.Module] = [ConvBNReLU(1, arch.stem, 3, 2)]
+        if arch.stem_stride == 2:
+            stem = ConvBNReLU(1, arch.stem, 3, 2)
+        else:  # non-overlapping k×k patches: a cheap, exactly-tiling first downsampling
+            stem = PatchStem(arch.stem, arch.stem_stride)
+        layers: list[nn.Module] = [stem]
         cin = arch.stem
         for i, (cout, blocks, stride) in enumerate(arch.stages):
             if i == 0:  # the second early downsampling: a full conv, cheap at this width

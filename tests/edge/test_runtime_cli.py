@@ -12,7 +12,7 @@ import pytest
 from bundle_factory import field_image
 
 from edge import _workstation
-from edge.cli import collect_files, main
+from edge.cli import collect_files, main, samples_dir
 
 
 @pytest.fixture()
@@ -160,3 +160,17 @@ def test_help_lists_every_subcommand(capsys):
     out = capsys.readouterr().out
     for name in ("info", "targets", "classify", "synth", "train", "export"):
         assert name in out
+
+
+def test_classify_samples_runs_on_the_shipped_images(capsys, bundle_dir):
+    code, out, _ = run(capsys, "classify", "--samples", "--bundle", str(bundle_dir), "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    truth = json.loads((samples_dir() / "samples.json").read_text())
+    assert code == 0 and sorted(r["path"].split("/")[-1] for r in rows) == sorted(truth["images"])
+    fields = [r for r in rows if r["path"].endswith("field_0.png")]
+    assert len(fields[0]["tiles"]) == 25  # 1024 px at 224-px tiles: a 5 × 5 grid
+
+
+def test_classify_without_paths_or_samples_is_an_error(capsys, bundle_dir):
+    code, _, err = run(capsys, "classify", "--bundle", str(bundle_dir))
+    assert code == 2 and "--samples" in err

@@ -198,3 +198,42 @@ def test_int8_drift_is_refused_for_real(tmp_path, tiny_folder, tiny_eval_folder,
 
         check_drift(report["evaluation"]["heldout"]["onnx"],
                     report["evaluation"]["heldout"]["onnx-int8"])
+
+
+@pytest.mark.slow
+def test_tflite_export_adds_gated_files_to_the_bundle(tiny_bundle, tiny_folder, tiny_eval_folder,
+                                                      tmp_path):
+    """``semedge export --format tflite`` on a trained bundle: converted, evaluated next to
+    ONNX, and either registered (hashes verify, rpi4 loads it) or refused with the bundle
+    left exactly as it was."""
+    import shutil
+
+    from training.export.tflite import tflite_env
+
+    if not (tflite_env() / "bin" / "python").exists():
+        pytest.skip(f"no TFLite environment at {tflite_env()} (scripts/setup-tflite creates it)")
+    pytest.importorskip("ai_edge_litert")
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    before = (bundle / "manifest.json").read_text()
+    parser = argparse.ArgumentParser()
+    add_export_arguments(parser)
+    rc = run_export(parser.parse_args([
+        "--format", "tflite", "--bundle", str(bundle), "--calibration", str(tiny_folder),
+        "--eval", f"heldout={tiny_eval_folder}", "--per-class", "4"]))
+    report = json.loads((bundle / "report" / "tflite.json").read_text())
+    assert set(report["parity"]) == {"tflite-int8", "tflite-int8-full"}
+    if rc == 0:
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        for stage in ("stage1", "stage2"):
+            assert {"tflite-int8", "tflite-int8-full"} <= set(manifest["files"][stage])
+        assert manifest["metrics"]["tflite-int8"]["parity"]["pass"] is True
+        import edge
+
+        cascade = edge.load(bundle, target="rpi4")
+        assert cascade.backend.startswith("tflite") and cascade.backend.endswith("int8")
+    else:
+        assert rc == 3
+        assert (bundle / "manifest.json").read_text() == before
+        assert not list(bundle.glob("*.tflite"))
+        assert any(row.get("pass") is False for row in report["parity"].values())
