@@ -13,8 +13,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
-
 __all__ = ["TFLITE_STAGES", "add_tflite_to_bundle"]
 
 TFLITE_STAGES = ("stage1", "stage2")
