@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge._plotting import INSTALL_HINT, pyplot
 from edge.evaluation import Scorecard, mistake_kind
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ __all__ = [
     "write_plots",
 ]
 
-INSTALL_HINT = "--plots needs matplotlib: pip install matplotlib (or 'semedge[dev]')"
 
 CONFUSION_PNG = "confusion.png"
 WORST_PNG = "worst_mistakes.png"
@@ -165,21 +165,11 @@ def write_json(card: Scorecard, path: str | Path) -> None:
     path.write_text(text + "\n")
 
 
-def _pyplot():
-    try:
-        import matplotlib  # noqa: PLC0415
-    except ImportError as err:
-        raise ImportError(f"{INSTALL_HINT} ({err})") from None
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    return plt
-
 
 def write_confusion_png(card: Scorecard, path: str | Path) -> None:
     """The image-level confusion matrix (rows: folders with images; columns: the
     answers) as a PNG; colour = share of the row, text = count."""
-    plt = _pyplot()
+    plt = pyplot()
     conf = card.confusion
     matrix = np.asarray(conf["matrix"], np.int64)
     keep = matrix.sum(axis=1) > 0

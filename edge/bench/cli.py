@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             import matplotlib  # noqa: F401, PLC0415
         except ImportError:
-            from edge.bench.plots import INSTALL_HINT  # noqa: PLC0415
+            from edge._plotting import INSTALL_HINT  # noqa: PLC0415
 
             print(f"semedge bench: error: {INSTALL_HINT}", file=sys.stderr)
             return 2

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edge._plotting import pyplot
 from edge.classes import CLASSES
 
 if TYPE_CHECKING:
@@ -18,18 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["write_plots"]
 
-INSTALL_HINT = "--plots needs matplotlib: pip install matplotlib (or 'semedge[dev]')"
 
-
-def _pyplot():
-    try:
-        import matplotlib  # noqa: PLC0415
-    except ImportError as err:
-        raise ImportError(f"{INSTALL_HINT} ({err})") from None
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    return plt
 
 
 def _latency(plt, result: BenchResult, path: Path) -> bool:
@@ -108,7 +98,7 @@ def write_plots(result: BenchResult, folder: str | Path) -> list[Path]:
     ImportError
         matplotlib is not installed (the message says what to install).
     """
-    plt = _pyplot()
+    plt = pyplot()
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
