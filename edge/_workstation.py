@@ -32,6 +32,8 @@ COMMANDS: dict[str, Command] = {
                      "train the stage-1 and stage-2 models"),
     "export": Command("training.cli", "add_export_arguments", "run_export",
                       "export trained models as a bundle (ONNX, int8, TFLite)"),
+    "data": Command("training.cli", "add_data_arguments", "run_data",
+                    "write a public data set (ELPV) as an ImageFolder"),
 }
 
 

@@ -49,6 +49,9 @@ STAGES: dict[str, int] = {"stage1": 1, "stage2": len(DEFECT_CLASSES), "monolithi
 
 REQUIRED_STAGES = ("stage1", "stage2")
 
+LARGE_IMAGE_RULES = ("tile", "resize")
+"""``preprocess.large_image`` values: what the edge does with an image larger than a tile."""
+
 
 class BundleError(ValueError):
     """A bundle that does not match the contract; names the offending file and why."""
@@ -93,6 +96,10 @@ class Bundle:
         ``stage -> format key -> StageFile``.
     metrics : dict
         Metrics measured at export, as written by training.
+    large_image : {"tile", "resize"}
+        ``preprocess.large_image``: an image larger than a tile is tiled at its own
+        resolution (``tile``, the default) or first resized so that its shorter side
+        equals the tile (``resize``: the models were trained on images downscaled so).
     manifest : dict
         The full parsed manifest.
     """
@@ -109,6 +116,7 @@ class Bundle:
     files: dict[str, dict[str, StageFile]]
     metrics: dict[str, Any]
     manifest: dict[str, Any] = field(repr=False)
+    large_image: str = "tile"
 
     def formats(self, stage: str) -> tuple[str, ...]:
         """Format keys the bundle has for ``stage`` (empty if the stage is absent)."""
@@ -236,6 +244,10 @@ def _parse(root: Path, mf: Path, manifest: Any) -> Bundle:
     small = pre.get("small_image", "upscale")
     if small != "upscale":
         raise BundleError(mf, f"preprocess.small_image {small!r} is not supported ('upscale')")
+    large = pre.get("large_image", "tile")
+    if large not in LARGE_IMAGE_RULES:
+        raise BundleError(mf, f"preprocess.large_image {large!r} is not supported "
+                              f"({', '.join(map(repr, LARGE_IMAGE_RULES))})")
     s1 = _get(manifest, "stage1", dict, "", mf)
     s2 = _get(manifest, "stage2", dict, "", mf)
     files = _parse_files(root, mf, _get(manifest, "files", dict, "", mf))
@@ -253,6 +265,7 @@ def _parse(root: Path, mf: Path, manifest: Any) -> Bundle:
         files=files,
         metrics=metrics,
         manifest=manifest,
+        large_image=large,
     )
 
 

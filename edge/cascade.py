@@ -124,7 +124,12 @@ class Cascade:
         t0 = time.perf_counter()
         image = preprocess.validate_image(image)
         h, w = image.shape
-        work = preprocess.prepare_small(image, self.size) if min(h, w) < self.size else image
+        if min(h, w) < self.size:
+            work = preprocess.prepare_small(image, self.size)
+        elif min(h, w) > self.size and self.bundle.large_image == "resize":
+            work = preprocess.downscale_large(image, self.size)
+        else:
+            work = image
         tiles = self.tile(work)
         t1 = time.perf_counter()
         s1 = self.stage1_scores(tiles.batch)

@@ -25,6 +25,7 @@ __all__ = [
     "normalize",
     "percentiles",
     "prepare_small",
+    "downscale_large",
     "read_image",
     "tile",
     "tile_grid",
@@ -327,17 +328,35 @@ def prepare_small(image: np.ndarray, size: int = 224) -> np.ndarray:
     bilinear (``cv2.INTER_LINEAR``), aspect ratio kept, dtype kept. Larger images are
     returned unchanged.
     """
-    import cv2  # noqa: PLC0415  (OpenCV is only needed on this path and for reading)
-
     image = validate_image(image)
     size = _check_positive_int("size", size)
-    h, w = image.shape
-    if min(h, w) >= size:
+    if min(image.shape) >= size:
         return image
+    return _resize_shorter_side(image, size, "INTER_LINEAR")
+
+
+def downscale_large(image: np.ndarray, size: int = 224) -> np.ndarray:
+    """Downscale an image whose shorter side is over ``size`` so that side equals ``size``.
+
+    The bundle's ``large_image: "resize"`` rule (a model trained on downscaled images):
+    ``cv2.INTER_AREA``, aspect ratio kept, dtype kept; smaller images are returned
+    unchanged. Training center-crops the result to one tile; ``classify`` tiles all of it.
+    """
+    image = validate_image(image)
+    size = _check_positive_int("size", size)
+    if min(image.shape) <= size:
+        return image
+    return _resize_shorter_side(image, size, "INTER_AREA")
+
+
+def _resize_shorter_side(image: np.ndarray, size: int, interpolation: str) -> np.ndarray:
+    import cv2  # noqa: PLC0415  (OpenCV is only needed on this path and for reading)
+
+    h, w = image.shape
     scale = size / min(h, w)
-    new_w = max(size, round(w * scale))
-    new_h = max(size, round(h * scale))
-    return cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    return cv2.resize(np.ascontiguousarray(image), (new_w, new_h),
+                      interpolation=getattr(cv2, interpolation))
 
 
 def _max_pixels() -> int:

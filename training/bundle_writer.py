@@ -24,11 +24,16 @@ def _finite(obj):
 
 def write_manifest(out_dir: Path, *, name: str, size: int, low: float, high: float,
                    stage1: dict, stage2: dict, files: dict[str, dict[str, Path]],
-                   metrics: dict, provenance: dict, models: dict | None = None) -> Path:
+                   metrics: dict, provenance: dict, models: dict | None = None,
+                   large_image: str = "tile",
+                   checkpoints: dict[str, Path] | None = None,
+                   splits: Path | None = None) -> Path:
     """Hash every model file and write ``out_dir/manifest.json``; returns its path.
 
     ``files`` maps stage → format key (``onnx``, ``onnx-int8``, …) → file path inside
-    ``out_dir``.
+    ``out_dir``. ``checkpoints`` (stage → ``.pt`` inside ``out_dir``) and ``splits``
+    (``splits.json``) are listed with their sha256 under the keys of the same names,
+    which the edge does not read (``semedge train --init`` and the leakage check do).
     """
     out_dir = Path(out_dir)
     entries: dict[str, dict[str, dict[str, str]]] = {}
@@ -46,7 +51,8 @@ def write_manifest(out_dir: Path, *, name: str, size: int, low: float, high: flo
         "name": name,
         "classes": list(CLASSES),
         "input": {"size": int(size), "channels": 1, "layout": "NCHW", "dtype": "float32"},
-        "preprocess": {"low": float(low), "high": float(high), "small_image": "upscale"},
+        "preprocess": {"low": float(low), "high": float(high), "small_image": "upscale",
+                       "large_image": large_image},
         "stage1": stage1,
         "stage2": stage2,
         "files": entries,
@@ -55,6 +61,15 @@ def write_manifest(out_dir: Path, *, name: str, size: int, low: float, high: flo
     }
     if models:
         manifest["models"] = models
+
+    def _entry(p: Path) -> dict[str, str]:
+        rel = Path(p).resolve().relative_to(out_dir.resolve())
+        return {"path": rel.as_posix(), "sha256": sha256_file(p)}
+
+    if checkpoints:
+        manifest["checkpoints"] = {k: _entry(p) for k, p in checkpoints.items()}
+    if splits is not None:
+        manifest["splits"] = _entry(splits)
     path = out_dir / "manifest.json"
     path.write_text(json.dumps(_finite(manifest), indent=2) + "\n", encoding="utf-8")
     return path

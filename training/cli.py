@@ -11,7 +11,8 @@ import shlex
 import sys
 from pathlib import Path
 
-__all__ = ["add_export_arguments", "add_train_arguments", "run_export", "run_train"]
+__all__ = ["add_data_arguments", "add_export_arguments", "add_train_arguments", "run_data",
+           "run_export", "run_train"]
 
 EXPORT_FORMATS = ("onnx", "onnx-int8")
 
@@ -27,9 +28,20 @@ def _eval_set(text: str):
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``semedge train``."""
-    parser.add_argument("--data", required=True, type=Path,
-                        help="ImageFolder: DIR/<label>/*.png with labels from CLASSES.md "
-                             "(and optionally other_defect/)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="ImageFolder: DIR/<label>/*.png|tif|jpg with labels from "
+                             "CLASSES.md, other_defect and defective (any subset: "
+                             "normal/defective trains stage 1 only, defect classes only "
+                             "train stage 2 only)")
+    parser.add_argument("--labels", type=Path, default=None, metavar="FILE.csv",
+                        help="'path,label' rows instead of label folders (paths relative "
+                             "to the CSV's folder)")
+    parser.add_argument("--init", type=Path, default=None, metavar="BUNDLE",
+                        help="fine-tune from BUNDLE's checkpoints instead of training from "
+                             "scratch; a stage the data cannot train is taken from it")
+    parser.add_argument("--complete-from", type=Path, default=None, metavar="BUNDLE",
+                        help="train from scratch; a stage the data cannot train is taken "
+                             "from BUNDLE")
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     parser.add_argument("--recipe", type=Path, default=None,
                         help="training recipe TOML (see docs/training.md); default: built-in")
@@ -64,11 +76,18 @@ def run_train(args: argparse.Namespace) -> int:
     """Train all stages, export ONNX fp32 + int8, evaluate, write the bundle."""
     from dataclasses import replace  # noqa: PLC0415
 
+    from edge.bundle import BundleError  # noqa: PLC0415
     from training.data import DatasetError  # noqa: PLC0415
     from training.export.gate import ExportRefused  # noqa: PLC0415
     from training.pipeline import train_bundle  # noqa: PLC0415
     from training.recipe import load_recipe  # noqa: PLC0415
 
+    if args.data is None and args.labels is None:
+        print("semedge train: give --data DIR (an ImageFolder) or --labels FILE.csv",
+              file=sys.stderr)
+        return 2
+    if args.data is None:
+        args.data = args.labels.parent
     try:
         recipe = load_recipe(args.recipe)
     except ValueError as err:
@@ -86,12 +105,15 @@ def run_train(args: argparse.Namespace) -> int:
         train_bundle(args.data, args.out, recipe=recipe, eval_sets=args.eval_sets,
                      checkpoint_dir=args.checkpoints, name=args.name, command=command,
                      recipe_path=str(args.recipe) if args.recipe else None, quiet=args.quiet,
-                     pipeline_start=args.pipeline_start)
+                     pipeline_start=args.pipeline_start, labels_csv=args.labels,
+                     init=args.init, complete_from=args.complete_from)
     except ExportRefused as err:
         print(f"semedge train: {err}", file=sys.stderr)
         return 3
-    except (DatasetError, ValueError) as err:
-        print(f"semedge train: {err}", file=sys.stderr)
+    except (DatasetError, BundleError, ValueError) as err:
+        text = str(err)
+        print(text if text.startswith("semedge train") else f"semedge train: {text}",
+              file=sys.stderr)
         return 2
     return 0
 
@@ -99,6 +121,10 @@ def run_train(args: argparse.Namespace) -> int:
 def _command_line(args: argparse.Namespace) -> str:
     """The ``semedge train`` command that reproduces this run (for the manifest)."""
     parts = ["semedge", "train", "--data", str(args.data), "--out", str(args.out)]
+    for flag, value in (("--labels", args.labels), ("--init", args.init),
+                        ("--complete-from", args.complete_from)):
+        if value is not None:
+            parts += [flag, str(value)]
     if args.recipe is not None:
         parts += ["--recipe", str(args.recipe)]
     for es in args.eval_sets:
@@ -216,4 +242,33 @@ def run_export(args: argparse.Namespace) -> int:
         fp32 = export_onnx(model, Path(tmp) / "model.onnx", size=size)
         quantize_int8(fp32, args.out, calib.x)
     print(args.out)
+    return 0
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``semedge data`` (public data sets written as ImageFolders)."""
+    sub = parser.add_subparsers(dest="dataset", required=True)
+    elpv = sub.add_parser("elpv", help="ELPV solar-cell EL images (pip install elpv-dataset; "
+                                       "CC BY-NC-SA 4.0, never commit the output)")
+    elpv.add_argument("--out", required=True, type=Path, help="folder to write")
+    elpv.add_argument("--classes", choices=("binary", "four"), default="binary",
+                      help="binary: normal/defective (probability >= 0.5); four: p0 p33 p67 "
+                           "p100 (the expert probability)")
+    elpv.add_argument("--seed", type=int, default=0, help="seed of the 75/25 split")
+    elpv.add_argument("--test-fraction", type=float, default=0.25)
+    elpv.add_argument("--limit", type=int, default=None,
+                      help="write only the first N cells (tests)")
+
+
+def run_data(args: argparse.Namespace) -> int:
+    """Write a public data set as ``OUT/train/<label>/`` and ``OUT/test/<label>/``."""
+    from training.datasets.elpv import ElpvMissing, write_elpv  # noqa: PLC0415
+
+    try:
+        summary = write_elpv(args.out, classes=args.classes, seed=args.seed,
+                             test_fraction=args.test_fraction, limit=args.limit)
+    except ElpvMissing as err:
+        print(f"semedge data: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: train {summary['counts']['train']}, test {summary['counts']['test']}")
     return 0

@@ -8,13 +8,17 @@ Every image is normalized **once**, with the same csrc kernel the edge runs
 2. ``edge.preprocess.prepare_small`` — an image smaller than a tile is upscaled
    (``INTER_LINEAR``) so its shorter side equals the tile: the bundle's ``small_image:
    "upscale"`` rule, identical in ``classify`` and ``eval``;
-3. an image larger than a tile is resized (``INTER_AREA``) so its shorter side equals
-   the tile, then center-cropped to a square: one labelled image gives one labelled tile
-   (tiling it would give tiles without the defect but with its label);
+3. ``edge.preprocess.downscale_large`` — an image larger than a tile is resized
+   (``INTER_AREA``) so its shorter side equals the tile, then center-cropped to a
+   square: one labelled image gives one labelled tile (tiling it would give tiles without
+   the defect but with its label). A bundle trained on such images records
+   ``preprocess.large_image: "resize"`` and the edge downscales the same way before it
+   tiles (a square image is then exactly the training tile);
 4. ``edge.preprocess.tile(image, size=S, low, high)`` → one ``[1, S, S]`` float32 tile.
 
 Folder ``other_defect`` (a real defect outside the six classes) gets label
-:data:`OTHER_DEFECT` (-1): defective for stage 1, no class for stage 2.
+:data:`OTHER_DEFECT` (-1) and folder ``defective`` (class not given) label -2
+(``training.ingest.DEFECTIVE``): both are defective for stage 1, no class for stage 2.
 """
 
 from __future__ import annotations
@@ -28,8 +32,6 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-
-from edge.classes import CLASSES
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -82,7 +84,9 @@ class Dataset:
         return Dataset(self.x[index], self.y[index], [self.paths[i] for i in index])
 
     def counts(self) -> dict[str, int]:
-        names = {i: c for i, c in enumerate(CLASSES)} | {OTHER_DEFECT: OTHER_DEFECT_FOLDER}
+        from training.ingest import LABEL_NAMES  # noqa: PLC0415
+
+        names = LABEL_NAMES
         values, counts = np.unique(self.y, return_counts=True)
         return {names[int(v)]: int(c) for v, c in zip(values, counts)}
 
@@ -90,13 +94,16 @@ class Dataset:
 def discover(root: PathLike) -> tuple[list[str], np.ndarray]:
     """List the images of ImageFolder ``root`` and their labels (sorted, deterministic).
 
-    Folders named after ``CLASSES`` and ``other_defect`` are read; any other folder is an
-    error (a misspelt label must not be silently dropped).
+    Folders named after ``CLASSES``, ``other_defect`` and ``defective`` are read; any
+    other folder is an error (a misspelt label must not be silently dropped). The full
+    pre-flight check (hashes, unreadable files, empty folders) is ``training.ingest.scan``.
     """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder")
-    allowed = {c: i for i, c in enumerate(CLASSES)} | {OTHER_DEFECT_FOLDER: OTHER_DEFECT}
+    from training.ingest import LABELS  # noqa: PLC0415
+
+    allowed = LABELS
     paths: list[str] = []
     labels: list[int] = []
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -127,18 +134,13 @@ def load_tile(path: PathLike, *, size: int = 224, low: float = 1.0,
 def image_to_tile(image: np.ndarray, *, size: int = 224, low: float = 1.0,
                   high: float = 99.0) -> np.ndarray:
     """A raw 2-D uint8/uint16 image → one ``(1, size, size)`` float32 tile."""
-    import cv2  # noqa: PLC0415
-
     from edge import preprocess  # noqa: PLC0415
 
     image = preprocess.prepare_small(preprocess.validate_image(image), size)
+    image = preprocess.downscale_large(image, size)  # the bundle's large_image: "resize"
     h, w = image.shape
     if (h, w) != (size, size):
-        scale = size / min(h, w)
-        new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-        if (new_h, new_w) != (h, w):
-            image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
-        y0, x0 = (new_h - size) // 2, (new_w - size) // 2
+        y0, x0 = (h - size) // 2, (w - size) // 2
         image = np.ascontiguousarray(image[y0:y0 + size, x0:x0 + size])
     return preprocess.tile(image, size=size, low=low, high=high).batch[0]
 

@@ -5,7 +5,8 @@ stage 2, monolithic) for the same tiles and the bundle's thresholds, and returns
 metrics the report and the manifest carry. ``predict_onnx`` runs an ONNX file with ONNX
 Runtime on CPU.
 
-Label conventions: ``labels`` index ``CLASSES`` (0 = normal), ``-1`` = out-of-taxonomy
+Label conventions: ``labels`` index ``CLASSES`` (0 = normal), ``-2`` = defective of
+no given class (stage-1 metrics only), ``-1`` = out-of-taxonomy
 defect (``other_defect``): defective for stage 1; counted right by the cascade only when
 it answers ``unknown``; excluded from stage-2 and monolithic class metrics.
 """
@@ -81,16 +82,21 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
     fp = int((flagged & normal).sum())
     res: dict = {"tiles": int(len(labels)),
                  "counts": {name: int((labels == i).sum()) for i, name in enumerate(CLASSES)}}
-    if (labels == -1).any():
-        res["counts"]["other_defect"] = int((labels == -1).sum())
+    for code, name in ((-1, "other_defect"), (-2, "defective")):
+        if (labels == code).any():
+            res["counts"][name] = int((labels == code).sum())
+    half = s1 >= 0.5
     res["stage1"] = {
         "recall": _safe_div(tp, n_def),
+        "accuracy": _safe_div(int((flagged == defective).sum()), n_def + n_norm),
+        "accuracy_at_0.5": _safe_div(int((half == defective).sum()), n_def + n_norm),
+        "recall_at_0.5": _safe_div(int((half & defective).sum()), n_def),
         "precision": _safe_div(tp, tp + fp),
         "specificity": _safe_div(n_norm - fp, n_norm),
         "flag_rate": float(flagged.mean()) if len(labels) else float("nan"),
         "recall_per_class": {},
     }
-    for i, name in [*list(enumerate(CLASSES))[1:], (-1, "other_defect")]:
+    for i, name in [*list(enumerate(CLASSES))[1:], (-1, "other_defect"), (-2, "defective")]:
         if (labels == i).any():
             res["stage1"]["recall_per_class"][name] = float(flagged[labels == i].mean())
 

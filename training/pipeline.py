@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,8 +35,8 @@ import numpy as np
 
 from training.data import (
     Dataset,
+    DatasetError,
     balanced_subset,
-    discover,
     load_dataset,
     recipe_of,
     stratified_split,
@@ -145,13 +146,56 @@ def _check_targets(name: str, m: dict) -> dict:
     return {"targets": key, "checks": rows, "pass": all(r["pass"] for r in rows.values())}
 
 
+def init_checkpoints(bundle) -> dict[str, Path]:
+    """The ``weights_only`` checkpoints a bundle ships (``manifest["checkpoints"]``, or
+    ``checkpoints/<stage>.pt`` in bundles that do not list them), hash-checked."""
+    from edge.bundle import BundleError, sha256_file  # noqa: PLC0415
+
+    listed = bundle.manifest.get("checkpoints")
+    out: dict[str, Path] = {}
+    if isinstance(listed, dict):
+        for stage, entry in listed.items():
+            path = bundle.root / entry["path"]
+            if not path.is_file():
+                raise BundleError(path, f"missing: listed as the {stage} checkpoint")
+            if sha256_file(path) != entry["sha256"]:
+                raise BundleError(path, "sha256 mismatch with manifest.checkpoints")
+            out[stage] = path
+    else:
+        for stage in MODELS:
+            path = bundle.root / "checkpoints" / f"{stage}.pt"
+            if path.is_file():
+                out[stage] = path
+    return out
+
+
+def _scan_or_raise(path, *, labels_csv=None, size: int, workers: int, console, what: str):
+    from training.ingest import scan  # noqa: PLC0415
+
+    found = scan(path, labels_csv=labels_csv, size=size, workers=workers)
+    if not found.ok:
+        raise DatasetError(f"{what}:\n" + "\n".join(found.lines()))
+    for line in found.lines():
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
+    return found
+
+
 def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                  recipe: TrainRecipe | None = None, eval_sets: list[EvalSet] = (),
                  checkpoint_dir: str | os.PathLike | None = None, name: str = "custom",
                  command: str | None = None, recipe_path: str | None = None,
                  console=None, quiet: bool = False,
-                 pipeline_start: float | None = None) -> TrainOutcome:
+                 pipeline_start: float | None = None,
+                 labels_csv: str | os.PathLike | None = None,
+                 init: str | os.PathLike | None = None,
+                 complete_from: str | os.PathLike | None = None) -> TrainOutcome:
     """Train, export, evaluate and write a bundle into ``out_dir``.
+
+    ``labels_csv``: ``path,label`` rows instead of label folders. ``init``: a bundle whose
+    checkpoints initialise the models trained here (fine-tuning) and which supplies a
+    stage the data cannot train (``training.ingest.layout_of``); ``complete_from``: a
+    bundle that only supplies such a stage. Every data problem is reported before any
+    training (:class:`training.data.DatasetError`, ``semedge train`` exit 2).
 
     Raises :class:`training.export.gate.ExportRefused` (after writing ``report/``) when
     int8 drifts beyond budget; no ``manifest.json`` is written then.
@@ -169,6 +213,7 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     )
 
     import edge  # noqa: PLC0415
+    from edge.bundle import load_bundle  # noqa: PLC0415
     from training.calibration import (  # noqa: PLC0415
         expected_calibration_error,
         fit_temperature,
@@ -185,6 +230,11 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     from training.export.gate import DriftBudget, ExportRefused, check_drift  # noqa: PLC0415
     from training.export.onnx import export_onnx  # noqa: PLC0415
     from training.export.quantize import quantize_int8  # noqa: PLC0415
+    from training.ingest import (  # noqa: PLC0415
+        SPLITS_FILE,
+        check_leakage,
+        write_splits,
+    )
     from training.models import build_model, count_macs, count_parameters  # noqa: PLC0415
     from training.report import summary_lines, write_report  # noqa: PLC0415
     from training.thresholds import select_threshold  # noqa: PLC0415
@@ -199,12 +249,48 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     recipe = recipe if recipe is not None else TrainRecipe()
     console = console or Console(stderr=True, quiet=quiet)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    r = recipe
+
+    # ---- 0. pre-flight: every problem before any training
+    found = _scan_or_raise(data_dir, labels_csv=labels_csv, size=r.size, workers=r.threads,
+                           console=console, what=f"semedge train: data {data_dir}")
+    layout = found.layout
+    trained = [m for m in layout.stages if m != "monolithic" or r.train_monolithic]
+    missing = [m for m in ("stage1", "stage2") if m not in trained]
+    if init is not None and complete_from is not None:
+        raise DatasetError("give --init or --complete-from, not both")
+    source_path = init if init is not None else complete_from
+    if missing and source_path is None:
+        raise DatasetError(
+            f"{data_dir}: layout {layout.name} ({', '.join(found.counts())}) trains "
+            f"{', '.join(trained)} only, and a bundle needs stage1 and stage2: pass "
+            "--init BUNDLE (fine-tune from it and take the rest from it) or "
+            "--complete-from BUNDLE (take the rest from it)")
+    source = load_bundle(source_path) if source_path is not None else None
+    if source is not None and missing and source.input_size != r.size:
+        raise DatasetError(f"{source.root}: its models take {source.input_size}-px tiles, "
+                           f"this recipe {r.size}: the {', '.join(missing)} it would supply "
+                           "cannot be reused")
+    init_ckpts: dict[str, Path] = {}
+    if init is not None:
+        init_ckpts = init_checkpoints(source)
+        lacking = [m for m in trained if m not in init_ckpts]
+        if lacking:
+            raise DatasetError(f"{source.root}: no checkpoint for {', '.join(lacking)} "
+                               "(--init needs BUNDLE/checkpoints/<model>.pt, listed in "
+                               "manifest.checkpoints)")
+    eval_found = {es.name: _scan_or_raise(es.path, size=r.size, workers=r.threads,
+                                          console=console,
+                                          what=f"semedge train: --eval {es.name}")
+                  for es in eval_sets}
+    for es_name, ef in eval_found.items():
+        check_leakage(found.sha256, ef.sha256, what=f"--eval {es_name} ({ef.root})")
+
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("manifest.json",):
         (out_dir / stale).unlink(missing_ok=True)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else out_dir / "checkpoints"
     set_determinism(recipe.seed, recipe.threads)
-    r = recipe
     load_kw = {"size": r.size, "low": r.low, "high": r.high, "workers": r.threads}
     timings: dict[str, float] = {}
 
@@ -214,7 +300,7 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     with progress:
         # ---- 1. data
         t0 = time.perf_counter()
-        paths, labels = discover(data_dir)
+        paths, labels = found.paths, found.label_array()
         if eval_sets:
             val_idx, train_idx = stratified_split(labels, [r.val_fraction, 1.0],
                                                   seed=r.seed)
@@ -222,6 +308,14 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         else:
             test_idx, val_idx, train_idx = stratified_split(
                 labels, [r.test_fraction, r.val_fraction, 1.0], seed=r.seed)
+        split_of = np.full(len(paths), "train", dtype=object)
+        split_of[val_idx] = "val"
+        split_of[test_idx] = "test"
+        splits_path = write_splits(
+            out_dir / SPLITS_FILE, root=data_dir, paths=paths, labels=labels,
+            sha256=found.sha256, split=split_of.tolist(), seed=r.seed,
+            fractions={"val": r.val_fraction, "test": 0.0 if eval_sets else r.test_fraction},
+            eval_sets={k: v.sha256 for k, v in eval_found.items()})
         sub = lambda idx: ([paths[i] for i in idx], labels[idx])  # noqa: E731
         train = load_dataset(*sub(train_idx), dtype=np.float16, progress=progress,
                              description="normalizing train", **load_kw)
@@ -236,7 +330,8 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
             sets["test"] = load_dataset(*sub(test_idx), progress=progress,
                                         description="normalizing test", **load_kw)
         for es in eval_sets:
-            p, y = discover(es.path)
+            ef = eval_found[es.name]
+            p, y = ef.paths, ef.label_array()
             sets[es.name] = load_dataset(p, y, progress=progress,
                                          description=f"normalizing {es.name}", **load_kw)
         if not sets:
@@ -255,7 +350,7 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
             "monolithic": (train.y >= 0, train.y, None, False),
         }
         for i, model_name in enumerate(MODELS):
-            if model_name == "monolithic" and not r.train_monolithic:
+            if model_name not in trained:
                 continue
             keep, targets, weights, binary = specs[model_name]
             idx = np.flatnonzero(keep)
@@ -263,6 +358,9 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                 raise ValueError(f"{data_dir}: no training tiles for {model_name}")
             w = weights[idx] if weights is not None else balanced_weights(targets[idx])
             model = build_model(model_name)
+            if model_name in init_ckpts:
+                model.load_state_dict(load_checkpoint(init_ckpts[model_name])[0].state_dict())
+                model.train()
             cfg = _fit_config(getattr(r, model_name), r.seed + 1000 * (i + 1), r)
             x_train = train.x if len(idx) == len(train) else train.x[idx]
             fits[model_name] = fit(model, x_train, targets[idx], w, binary=binary, config=cfg,
@@ -271,24 +369,36 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
             timings[f"train_{model_name}"] = fits[model_name].seconds
             save_checkpoint(model, model_name, ckpt_dir / f"{model_name}.pt", r)
 
-        # ---- 3. thresholds and calibration on val
+        # ---- 3. thresholds and calibration on val (a supplied stage keeps its own)
         t0 = time.perf_counter()
-        val_s1 = sigmoid(predict_logits(models["stage1"], val.x)[:, 0])
-        choice = select_threshold(val_s1, val.y != 0, r.target_recall,
-                                  confidence=r.recall_confidence)
-        intax = val.y > 0
-        val_s2 = predict_logits(models["stage2"], val.x[intax])
-        temperature = fit_temperature(val_s2, val.y[intax] - 1)
-        ece_before = expected_calibration_error(softmax(val_s2), val.y[intax] - 1)
-        ece_after = expected_calibration_error(softmax(val_s2, temperature), val.y[intax] - 1)
-        unknown = select_unknown_threshold(softmax(val_s2, temperature),
-                                           coverage=r.unknown_coverage,
-                                           max_threshold=r.unknown_max_threshold)
+        supplied = {m: f"{source.name} ({source.root})" for m in missing}
+        if "stage1" in models:
+            val_s1 = sigmoid(predict_logits(models["stage1"], val.x)[:, 0])
+            choice = select_threshold(val_s1, val.y != 0, r.target_recall,
+                                      confidence=r.recall_confidence)
+            stage1_info = choice._asdict()
+            console.log(f"stage 1 threshold {choice.threshold:.4f}: val recall "
+                        f"{choice.recall:.4f} (95% lower bound {choice.lower_bound:.4f}), "
+                        f"specificity {choice.specificity:.4f}")
+        else:
+            stage1_info = {**source.manifest["stage1"], "supplied_by": supplied["stage1"]}
+        if "stage2" in models:
+            intax = val.y > 0
+            val_s2 = predict_logits(models["stage2"], val.x[intax])
+            temperature = fit_temperature(val_s2, val.y[intax] - 1)
+            ece_before = expected_calibration_error(softmax(val_s2), val.y[intax] - 1)
+            ece_after = expected_calibration_error(softmax(val_s2, temperature),
+                                                   val.y[intax] - 1)
+            unknown = select_unknown_threshold(softmax(val_s2, temperature),
+                                               coverage=r.unknown_coverage,
+                                               max_threshold=r.unknown_max_threshold)
+            console.log(f"stage 2 T={temperature:.3f} ECE {ece_before:.4f}→{ece_after:.4f}, "
+                        f"unknown below {unknown:.3f}")
+        else:
+            s2 = source.manifest["stage2"]
+            temperature, unknown = source.temperature, source.unknown_threshold
+            ece_before, ece_after = s2.get("ece_before"), s2.get("ece_after")
         timings["calibrate"] = time.perf_counter() - t0
-        console.log(f"stage 1 threshold {choice.threshold:.4f}: val recall {choice.recall:.4f} "
-                    f"(95% lower bound {choice.lower_bound:.4f}), specificity "
-                    f"{choice.specificity:.4f}; stage 2 T={temperature:.3f} ECE "
-                    f"{ece_before:.4f}→{ece_after:.4f}, unknown below {unknown:.3f}")
 
         # ---- 4. export
         t0 = time.perf_counter()
@@ -298,20 +408,30 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
             int8 = quantize_int8(fp32, out_dir / f"{model_name}.int8.onnx", calib.x,
                                  method=r.calibration_method)
             files[model_name] = {"onnx": fp32, "onnx-int8": int8}
+        for model_name in missing:  # supplied as they are (same tile size, checked above)
+            files[model_name] = {}
+            for fmt in ("onnx", "onnx-int8"):
+                src = source.file(model_name, fmt).path
+                dst = out_dir / (f"{model_name}.onnx" if fmt == "onnx"
+                                 else f"{model_name}.int8.onnx")
+                shutil.copyfile(src, dst)
+                files[model_name][fmt] = dst
         timings["export"] = time.perf_counter() - t0
 
         # ---- 5. evaluate every format on every held-out set
         t0 = time.perf_counter()
-        thr = {"threshold": choice.threshold, "temperature": temperature,
+        thr = {"threshold": float(stage1_info["threshold"]), "temperature": temperature,
                "unknown_threshold": unknown}
         evaluation: dict[str, dict[str, dict]] = {}
         for set_name, ds in sets.items():
             ref = {k: predict_logits(m, ds.x) for k, m in models.items()}
+            for k in missing:  # a supplied stage: its ONNX fp32 is the reference
+                ref[k] = predict_onnx(files[k]["onnx"], ds.x, threads=r.threads)
             evaluation[set_name] = {"pytorch": evaluate_outputs(ref, ds.y, **thr,
                                                                 reference=ref)}
             for fmt in ("onnx", "onnx-int8"):
                 outs = {k: predict_onnx(files[k][fmt], ds.x, threads=r.threads)
-                        for k in models}
+                        for k in files}
                 evaluation[set_name][fmt] = evaluate_outputs(outs, ds.y, **thr,
                                                              reference=ref)
         timings["evaluate"] = time.perf_counter() - t0
@@ -343,7 +463,10 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         "sizes_bytes": sizes,
         "int8_stage1_plus_stage2_bytes": int8_total,
         "int8_size_budget_bytes": INT8_SIZE_BUDGET,
-        "stage1_threshold": choice._asdict(),
+        "stage1_threshold": stage1_info,
+        "layout": {"name": layout.name, "trained": trained, "supplied_by": supplied,
+                   "init": str(init) if init is not None else None,
+                   "labels": list(layout.labels)},
         "stage2_calibration": {"temperature": temperature, "ece_before": ece_before,
                                "ece_after": ece_after, "unknown_threshold": unknown,
                                "unknown_coverage": r.unknown_coverage},
@@ -352,6 +475,7 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                          "parameters": count_parameters(models[k])}
                      for k, f in fits.items()},
         "timings_seconds": timings,
+        "ingest": found.lines(),
         "data": {"train": train.counts(), "val": val.counts(),
                  **{k: v.counts() for k, v in sets.items()}},
     }
@@ -392,28 +516,50 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         "seconds": round(time.perf_counter() - started, 1),
         "pipeline_seconds": (round(time.time() - pipeline_start, 1)
                              if pipeline_start is not None else None),
+        "layout": layout.name,
+        "trained": trained,
+        "supplied_by": supplied,
+        "init": ({"bundle": source.name, "path": str(source.root)}
+                 if init is not None else None),
         "semedge_version": edge.__version__,
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
         "python": platform.python_version(),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, {r.threads} threads",
     }
-    stage1 = {"threshold": choice.threshold, "target_recall": r.target_recall,
-              "val_recall": choice.recall, "val_recall_lower_bound": choice.lower_bound,
-              "val_recall_confidence": choice.confidence, "val_specificity": choice.specificity,
-              "val_positives": choice.positives, "val_negatives": choice.negatives}
-    stage2 = {"temperature": temperature, "unknown_threshold": unknown,
-              "ece_before": ece_before, "ece_after": ece_after,
-              "unknown_coverage": r.unknown_coverage}
+    if "stage1" in models:
+        stage1 = {"threshold": choice.threshold, "target_recall": r.target_recall,
+                  "val_recall": choice.recall, "val_recall_lower_bound": choice.lower_bound,
+                  "val_recall_confidence": choice.confidence,
+                  "val_specificity": choice.specificity,
+                  "val_positives": choice.positives, "val_negatives": choice.negatives}
+    else:
+        stage1 = stage1_info
+    if "stage2" in models:
+        stage2 = {"temperature": temperature, "unknown_threshold": unknown,
+                  "ece_before": ece_before, "ece_after": ece_after,
+                  "unknown_coverage": r.unknown_coverage}
+    else:
+        stage2 = {**source.manifest["stage2"], "supplied_by": supplied["stage2"]}
     metrics = {fmt: {s: _summary(evaluation[s][fmt]) for s in sets}
                for fmt in ("pytorch", "onnx", "onnx-int8")}
     model_info = {k: {"parameters": count_parameters(m), "mmacs": costs["mmacs"][k],
                       "outputs": m.arch.outputs} for k, m in models.items()}
     from training.bundle_writer import write_manifest  # noqa: PLC0415
 
+    # checkpoints travel in the bundle (``--init`` needs them), wherever --checkpoints is
+    bundle_ckpts: dict[str, Path] = {}
+    for k in models:
+        dst = out_dir / "checkpoints" / f"{k}.pt"
+        if (ckpt_dir / f"{k}.pt").resolve() != dst.resolve():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ckpt_dir / f"{k}.pt", dst)
+        bundle_ckpts[k] = dst
+    large = "resize" if any(min(s) > r.size for s in found.shapes) else "tile"
     manifest = write_manifest(out_dir, name=name, size=r.size, low=r.low, high=r.high,
                               stage1=stage1, stage2=stage2, files=files, metrics=metrics,
-                              provenance=provenance, models=model_info)
+                              provenance=provenance, models=model_info, large_image=large,
+                              checkpoints=bundle_ckpts, splits=splits_path)
     console.log(f"bundle written to {out_dir} in {provenance['seconds']:.0f} s")
     return TrainOutcome(out_dir, report, manifest, None,
                         {k: ckpt_dir / f"{k}.pt" for k in models})
