@@ -231,6 +231,24 @@ def _pick_format(bundle: Bundle, runtime: Runtime, target: str) -> str:
     )
 
 
+def _has_formats(bundle: Bundle, runtime: Runtime) -> bool:
+    return any(f in bundle.formats("stage1") and f in bundle.formats("stage2")
+               for f in runtime.formats)
+
+
+def _fallback_for_bundle(bundle: Bundle, profile: Profile, runtime: Runtime,
+                         note: str | None) -> tuple[Runtime, str | None]:
+    """The profile's explicit fallback when the bundle lacks every format of ``runtime``
+    (e.g. a bundle without TFLite files on a Pi); otherwise ``runtime`` unchanged."""
+    fallback = profile.fallback
+    if (_has_formats(bundle, runtime) or fallback is None or fallback == runtime
+            or not _has_formats(bundle, fallback)
+            or fallback.why_not(profile.resolved_threads()) is not None):
+        return runtime, note
+    return fallback, (f"the bundle has no {'/'.join(runtime.formats)}; using the profile's "
+                      f"fallback {fallback.backend} {'/'.join(fallback.formats)}")
+
+
 def load(bundle: Bundle | PathLike | None = None, *, target: str | Profile = "auto",
          providers: Sequence[str] | None = None) -> Cascade:
     """Load a bundle on a target and return a ready :class:`Cascade`.
@@ -276,6 +294,7 @@ def load(bundle: Bundle | PathLike | None = None, *, target: str | Profile = "au
         note = None
     else:
         runtime, note = profile.choose_runtime()
+        runtime, note = _fallback_for_bundle(loaded, profile, runtime, note)
     fmt = _pick_format(loaded, runtime, profile.name)
     backend = create_backend(runtime.backend, **runtime.options(profile.resolved_threads()))
     stage1 = backend.open(loaded.file("stage1", fmt), size=loaded.input_size, outputs=1)

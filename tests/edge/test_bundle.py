@@ -121,3 +121,13 @@ def test_missing_default_bundle_gives_a_clear_error():
 def test_manifest_is_plain_json_the_factory_wrote(bundle_dir):
     m = json.loads((bundle_dir / "manifest.json").read_text())
     assert m["classes"] == list(CLASSES)
+
+
+def test_pi_profile_falls_back_when_the_bundle_has_no_tflite_files(tmp_path):
+    """With a TFLite runtime installed, rpi4 must use its declared onnx-int8 fallback for a
+    bundle without TFLite files, and say so (never fail, never fall back silently)."""
+    pytest.importorskip("ai_edge_litert")
+    bundle = make_bundle(tmp_path / "b", formats=("onnx", "onnx-int8"))
+    cascade = edge.load(bundle, target="rpi4")
+    assert cascade.backend.startswith("onnxruntime") and cascade.backend.endswith("int8")
+    assert "the bundle has no tflite-int8; using the profile's fallback" in cascade.target_reason
