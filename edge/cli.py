@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -269,6 +270,16 @@ def _overlay(image, result, out_dir: Path, used: set[str]) -> None:
     write_overlay(image, result, out_dir / f"{name}.png")
 
 
+def _short_path(path: str | None) -> str:
+    """The path relative to the working folder when that is shorter (table display only)."""
+    text = str(path)
+    try:
+        rel = os.path.relpath(text)
+    except ValueError:  # another drive (Windows)
+        return text
+    return rel if len(rel) < len(text) else text
+
+
 def _print_table(results: list, counts: Counter, failed: int) -> None:
     from rich.console import Console  # noqa: PLC0415
     from rich.markup import escape  # noqa: PLC0415
@@ -282,10 +293,10 @@ def _print_table(results: list, counts: Counter, failed: int) -> None:
         table.add_column(col, justify=justify)
     for r in results:
         if not r.ok:
-            table.add_row(escape(str(r.path)), f"[red]error[/red]: {escape(r.error or '')}",
+            table.add_row(escape(_short_path(r.path)), f"[red]error[/red]: {escape(r.error or '')}",
                           "", "", "")
             continue
-        table.add_row(escape(str(r.path)), r.label, f"{r.score:.3f}",
+        table.add_row(escape(_short_path(r.path)), r.label, f"{r.score:.3f}",
                       f"{r.stage2_count}/{len(r.tile_labels)}",
                       f"{r.timings_ms.get('total', 0.0):.1f}")
     console = Console()
