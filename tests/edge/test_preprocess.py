@@ -224,3 +224,23 @@ def test_prepare_small_upscales_only_small_images():
     assert up.dtype == np.uint16 and min(up.shape) == 224 and up.shape == (299, 224)
     big = np.zeros((300, 500), np.uint8)
     assert P.prepare_small(big, 224) is big
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(128, 128), (100, 37), (1, 1), (5, 300)])
+def test_prepare_small_is_opencv_bilinear_to_one_grey_level(dtype, shape):
+    import cv2
+
+    image = random_image(np.random.default_rng(11), shape, dtype)
+    up = P.prepare_small(image, 224)
+    assert up.dtype == dtype and min(up.shape) == 224
+    ref = cv2.resize(image, (up.shape[1], up.shape[0]), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(up.astype(np.int64) - ref.astype(np.int64)).max() <= 1
+
+
+def test_prepare_small_keeps_constant_images_and_corners():
+    image = np.full((16, 16), 200, np.uint8)
+    np.testing.assert_array_equal(P.prepare_small(image, 64), 200)
+    ramp = np.arange(16, dtype=np.uint16)[None, :].repeat(8, axis=0) * 1000
+    up = P.prepare_small(ramp, 32)
+    assert up[0, 0] == 0 and up[0, -1] == 15000  # edges replicated, not extrapolated
