@@ -32,6 +32,7 @@ import numpy as np
 
 from edge import metrics
 from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN
+from edge.jsonsafe import json_safe
 
 if TYPE_CHECKING:
     from edge.cascade import Cascade
@@ -353,7 +354,7 @@ class Scorecard:
                        for p in self.errors],
             "predictions": [_prediction_json(p) for p in self.predictions],
         }
-        return _jsonable(doc)
+        return json_safe(doc)
 
 
 def _prediction_json(p: Prediction, kind: bool = False) -> dict[str, Any]:
@@ -365,21 +366,6 @@ def _prediction_json(p: Prediction, kind: bool = False) -> dict[str, Any]:
     if kind:
         out["kind"] = mistake_kind(p.truth, p.label)
     return out
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        value = float(obj)
-        return None if math.isnan(value) or math.isinf(value) else value
-    return obj
 
 
 def _share(num: int, den: int) -> float:

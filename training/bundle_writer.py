@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from edge.bundle import FORMAT_VERSION, FORMATS, sha256_file
 from edge.classes import CLASSES
+from edge.jsonsafe import json_safe
 
 __all__ = ["write_manifest"]
-
-
-def _finite(obj):
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def write_manifest(out_dir: Path, *, name: str, size: int, low: float, high: float,
@@ -71,5 +61,5 @@ def write_manifest(out_dir: Path, *, name: str, size: int, low: float, high: flo
     if splits is not None:
         manifest["splits"] = _entry(splits)
     path = out_dir / "manifest.json"
-    path.write_text(json.dumps(_finite(manifest), indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(json_safe(manifest), indent=2) + "\n", encoding="utf-8")
     return path

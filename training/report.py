@@ -9,22 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN
+from edge.jsonsafe import json_safe
 
 __all__ = ["plot_confusion", "write_report", "summary_lines"]
-
-
-def _clean(obj):
-    """JSON-safe: NaN/inf → None, numpy scalars → Python."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def plot_confusion(matrix, rows, cols, title: str, path: Path) -> Path:
@@ -61,7 +48,7 @@ def write_report(report_dir: Path, report: dict) -> list[Path]:
     report_dir.mkdir(parents=True, exist_ok=True)
     written = []
     out = report_dir / "metrics.json"
-    out.write_text(json.dumps(_clean(report), indent=2, sort_keys=False) + "\n",
+    out.write_text(json.dumps(json_safe(report), indent=2, sort_keys=False) + "\n",
                    encoding="utf-8")
     written.append(out)
     for set_name, by_format in report.get("evaluation", {}).items():

@@ -32,6 +32,7 @@ from edge.bench.preprocess import PreprocessComparison, compare, sem_like_image
 from edge.bundle import Bundle, BundleError, load_bundle
 from edge.cascade import load
 from edge.classes import CLASSES
+from edge.jsonsafe import json_safe
 from edge.metrics import binary_recall_precision_specificity, confusion_matrix, macro_f1
 from edge.profiles import Profile, detect, load_profile
 
@@ -165,24 +166,7 @@ class BenchResult:
             "threads": [{"threads": t, **row.as_row()} for t, row in self.threads],
             "threads_info": self.threads_info,
         }
-        return _plain(doc)
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _plain(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        value = float(obj)
-        return None if np.isnan(value) or np.isinf(value) else value
-    return obj
+        return json_safe(doc)
 
 
 # --------------------------------------------------------------------------- pieces
