@@ -20,7 +20,8 @@ The parameters live in :class:`AugmentConfig` (a recipe can override them).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -54,17 +55,28 @@ class AugmentConfig:
         data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**data)
 
+    def with_overrides(self, data: dict) -> AugmentConfig:
+        """A copy with some keys replaced (a model's own ``[stageN.augment]`` table)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown augment keys {sorted(unknown)}; known: {sorted(known)}")
+        return replace(self, **{k: tuple(v) if isinstance(v, list) else v
+                                for k, v in data.items()})
+
 
 def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
-    return lo + (hi - lo) * torch.rand(n, generator=gen)
+    return lo + (hi - lo) * torch.rand(n, generator=gen, device=gen.device)
 
 
 def _mask(n: int, p: float, gen: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, generator=gen) < p
+    return torch.rand(n, generator=gen, device=gen.device) < p
 
 
-def _blur_matrix(n: int, sigma: float) -> torch.Tensor:
-    """``(n, n)`` Gaussian blur as a matrix, reflect-101 at the borders."""
+@lru_cache(maxsize=64)
+def _blur_matrix(n: int, sigma: float, device: str = "cpu") -> torch.Tensor:
+    """``(n, n)`` Gaussian blur as a matrix, reflect-101 at the borders (cached: sigmas
+    come in bins of 0.25 px)."""
     radius = max(1, int(math.ceil(2.5 * sigma)))
     t = torch.arange(-radius, radius + 1, dtype=torch.float32)
     k = torch.exp(-(t**2) / (2 * sigma * sigma))
@@ -76,13 +88,14 @@ def _blur_matrix(n: int, sigma: float) -> torch.Tensor:
         cols = torch.where(cols < 0, -cols, cols)
         cols = torch.where(cols >= n, 2 * (n - 1) - cols, cols)
         m.index_put_((rows, cols), torch.full((n,), weight), accumulate=True)
-    return m
+    return m.to(device)
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur as two matrix products (much faster than a 1-channel conv)."""
     h, w = x.shape[-2:]
-    return _blur_matrix(h, sigma) @ x @ _blur_matrix(w, sigma).T
+    dev = str(x.device)
+    return _blur_matrix(h, sigma, dev) @ x @ _blur_matrix(w, sigma, dev).T
 
 
 def _dihedral(x: torch.Tensor, gen: torch.Generator, groups: int = 4) -> torch.Tensor:
@@ -93,10 +106,10 @@ def _dihedral(x: torch.Tensor, gen: torch.Generator, groups: int = 4) -> torch.T
     """
     parts = []
     for chunk in torch.chunk(x, groups):
-        k = int(torch.randint(0, 4, (1,), generator=gen))
+        k = int(torch.randint(0, 4, (1,), generator=gen, device=gen.device))
         if k:
             chunk = torch.rot90(chunk, k, dims=(2, 3))
-        if bool(torch.rand(1, generator=gen) < 0.5):
+        if bool(torch.rand(1, generator=gen, device=gen.device) < 0.5):
             chunk = torch.flip(chunk, dims=(3,))
         parts.append(chunk)
     return torch.cat(parts).contiguous()
@@ -114,13 +127,16 @@ def _renormalize(x: torch.Tensor) -> torch.Tensor:
 
 def augment_batch(x: torch.Tensor, gen: torch.Generator,
                   config: AugmentConfig = AugmentConfig()) -> torch.Tensor:
-    """Return an augmented float32 copy of ``x`` (``[B, 1, S, S]``, values in [0, 1])."""
+    """Return an augmented float32 copy of ``x`` (``[B, 1, S, S]``, values in [0, 1]).
+
+    ``gen`` must live on ``x``'s device (a CUDA generator for a CUDA batch)."""
     x = x.float()
     n, _, h, w = x.shape
     x = _dihedral(x, gen)
 
-    inv = _mask(n, config.p_invert, gen).view(n, 1, 1, 1)
-    x = torch.where(inv, 1.0 - x, x)
+    inv = torch.nonzero(_mask(n, config.p_invert, gen)).flatten()
+    if len(inv):
+        x[inv] = 1.0 - x[inv]
 
     res = torch.nonzero(_mask(n, config.p_resample, gen)).flatten()
     if len(res):
@@ -142,20 +158,25 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator,
             idx = blur[bins == s]
             x[idx] = _gaussian_blur(x[idx], max(0.3, s))
 
-    gam = _mask(n, config.p_gamma, gen)
-    g = torch.where(gam, _uniform(n, *config.gamma, gen), torch.ones(n)).view(n, 1, 1, 1)
-    x = x.clamp(0.0, 1.0).pow(g)
+    # the photometric changes touch only the samples drawn for them
+    gam = torch.nonzero(_mask(n, config.p_gamma, gen)).flatten()
+    g = _uniform(len(gam), *config.gamma, gen).view(-1, 1, 1, 1)
+    if len(gam):
+        x[gam] = x[gam].clamp(0.0, 1.0).pow(g)
 
-    con = _mask(n, config.p_contrast, gen)
-    c = torch.where(con, _uniform(n, *config.contrast, gen), torch.ones(n)).view(n, 1, 1, 1)
-    mean = x.mean(dim=(2, 3), keepdim=True)
-    x = (x - mean) * c + mean
+    con = torch.nonzero(_mask(n, config.p_contrast, gen)).flatten()
+    c = _uniform(len(con), *config.contrast, gen).view(-1, 1, 1, 1)
+    if len(con):
+        sub = x[con]
+        mean = sub.mean(dim=(2, 3), keepdim=True)
+        x[con] = (sub - mean) * c + mean
 
-    noise = _mask(n, config.p_noise, gen)
-    sigma = torch.where(noise, _uniform(n, *config.noise_sigma, gen),
-                        torch.zeros(n)).view(n, 1, 1, 1)
-    shot = torch.sqrt(x.clamp(0.0, 1.0) + 0.05)  # brighter pixels are noisier (shot noise)
-    x = x + sigma * shot * torch.randn(x.shape, generator=gen)
+    noisy = torch.nonzero(_mask(n, config.p_noise, gen)).flatten()
+    sigma = _uniform(len(noisy), *config.noise_sigma, gen).view(-1, 1, 1, 1)
+    if len(noisy):
+        sub = x[noisy]
+        shot = torch.sqrt(sub.clamp(0.0, 1.0) + 0.05)  # brighter pixels are noisier
+        x[noisy] = sub + sigma * shot * torch.randn(sub.shape, generator=gen, device=x.device)
 
     if config.renormalize:
         return _renormalize(x)

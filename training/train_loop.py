@@ -72,12 +72,14 @@ def balanced_weights(groups: np.ndarray, group_share: dict[int, float] | None = 
 
 
 def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
-        binary: bool, config: FitConfig, progress=None, description: str = "training"
-        ) -> FitResult:
+        binary: bool, config: FitConfig, progress=None, description: str = "training",
+        device: str = "cpu") -> FitResult:
     """Train ``model`` in place on cached tiles ``x`` (``[N, 1, S, S]``, float16/32).
 
     ``targets``: 0/1 for a binary model (one logit, BCE), class index otherwise (CE with
     label smoothing). ``weights``: per-sample sampling weights (``balanced_weights``).
+    ``device``: where the model and augmentation run ("cpu", or "cuda" where available;
+    the model is moved back to the CPU at the end).
     """
     import torch  # noqa: PLC0415
     import torch.nn.functional as F  # noqa: PLC0415
@@ -91,7 +93,10 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
     steps = max(1, per_epoch // config.batch_size)
     total_steps = steps * config.epochs
     gen = torch.Generator().manual_seed(config.seed)
+    # on the CPU the sampler and augmentation share one stream (as they always did)
+    aug_gen = gen if device == "cpu" else torch.Generator(device=device).manual_seed(config.seed)
     torch.manual_seed(config.seed)
+    model.to(device)
     model.train()
     model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -99,7 +104,8 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
         opt, max_lr=config.lr, total_steps=total_steps, pct_start=0.15,
         div_factor=10.0, final_div_factor=100.0)
     w = torch.as_tensor(weights, dtype=torch.float64)
-    y_all = torch.as_tensor(np.asarray(targets), dtype=torch.float32 if binary else torch.int64)
+    y_all = torch.as_tensor(np.asarray(targets), dtype=torch.float32 if binary else torch.int64
+                            ).to(device)
     task = progress.add_task(description, total=total_steps) if progress is not None else None
     history: list[dict[str, float]] = []
     start = time.perf_counter()
@@ -109,10 +115,10 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
         loss_sum, correct, seen = 0.0, 0, 0
         for step in range(steps):
             idx = idx_all[step * config.batch_size:(step + 1) * config.batch_size]
-            xb = torch.from_numpy(x[idx.numpy()])
-            xb = augment_batch(xb, gen, config.augment).contiguous(
+            xb = torch.from_numpy(x[idx.numpy()]).to(device, non_blocking=True)
+            xb = augment_batch(xb, aug_gen, config.augment).contiguous(
                 memory_format=torch.channels_last)
-            yb = y_all[idx]
+            yb = y_all[idx.to(device)]
             out = model(xb)
             if binary:
                 out = out[:, 0]
@@ -125,7 +131,7 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
             loss.backward()
             opt.step()
             sched.step()
-            loss_sum += float(loss) * len(idx)
+            loss_sum += float(loss.detach()) * len(idx)
             seen += len(idx)
             if task is not None:
                 progress.update(task, advance=1, description=(
@@ -134,6 +140,7 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
         history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "accuracy": correct / seen})
     seconds = time.perf_counter() - start
     model.eval()
+    model.to("cpu")
     model.to(memory_format=torch.contiguous_format)
     samples = total_steps * config.batch_size
     return FitResult(history, samples / seconds if seconds > 0 else 0.0, seconds, samples)

@@ -58,3 +58,37 @@ def test_unknown_config_key_is_an_error():
     with pytest.raises(ValueError, match="unknown augment keys"):
         AugmentConfig.from_dict({"p_rotate": 0.5})
     assert AugmentConfig.from_dict({"gamma": [0.8, 1.2]}).gamma == (0.8, 1.2)
+
+
+def test_a_drawn_augmentation_changes_only_the_samples_it_drew():
+    # p=1 inversion alone: every tile is 1 - x up to its own symmetry; p=0: untouched
+    x = _batch()
+    off = AugmentConfig(p_invert=0.0, p_resample=0, p_blur=0, p_gamma=0, p_contrast=0,
+                        p_noise=0, renormalize=False)
+    on = AugmentConfig(p_invert=1.0, p_resample=0, p_blur=0, p_gamma=0, p_contrast=0,
+                       p_noise=0, renormalize=False)
+    a = augment_batch(x, torch.Generator().manual_seed(3), off)
+    b = augment_batch(x, torch.Generator().manual_seed(3), on)
+    assert torch.allclose(a + b, torch.ones_like(a))
+
+
+def test_model_overrides_replace_only_their_keys():
+    base = AugmentConfig(p_invert=0.3, p_blur=0.4)
+    cfg = base.with_overrides({"p_invert": 0.0, "blur_sigma": [0.5, 2.5]})
+    assert cfg.p_invert == 0.0 and cfg.blur_sigma == (0.5, 2.5) and cfg.p_blur == 0.4
+    with pytest.raises(ValueError, match="p_inverted"):
+        base.with_overrides({"p_inverted": 0.0})
+
+
+def test_recipe_stage_augment_tables_reach_the_fit_config(tmp_path):
+    from training.pipeline import _fit_config
+    from training.recipe import load_recipe
+
+    path = tmp_path / "r.toml"
+    path.write_text("[augment]\np_invert = 0.3\n[stage2.augment]\np_invert = 0.0\n")
+    r = load_recipe(path)
+    assert _fit_config(r.stage2, 0, r).augment.p_invert == 0.0
+    assert _fit_config(r.stage1, 0, r).augment.p_invert == 0.3
+    path.write_text("[stage1.augment]\nbogus = 1\n")
+    with pytest.raises(ValueError, match=r"stage1\.augment.*bogus"):
+        load_recipe(path)
