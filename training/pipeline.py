@@ -79,7 +79,8 @@ def _fit_config(m: ModelRecipe, seed: int, recipe: TrainRecipe):
 
     return FitConfig(epochs=m.epochs, samples_per_epoch=m.samples_per_epoch,
                      batch_size=m.batch_size, lr=m.lr, weight_decay=m.weight_decay,
-                     label_smoothing=m.label_smoothing, seed=seed, augment=recipe.augment)
+                     label_smoothing=m.label_smoothing, seed=seed,
+                     augment=recipe.augment.with_overrides(m.augment))
 
 
 def save_checkpoint(model, name: str, path: Path, recipe: TrainRecipe) -> Path:

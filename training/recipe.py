@@ -19,6 +19,8 @@ is built with). Example::
     ...
     [monolithic]
     ...
+    [stage2.augment]      # a model's own overrides of [augment]
+    p_invert = 0.0
     [augment]
     p_invert = 0.3
     # top level also: target_recall, unknown_coverage, max_recall_drop, max_macro_f1_drop…
@@ -51,6 +53,7 @@ class ModelRecipe:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     label_smoothing: float = 0.05
+    augment: dict = field(default_factory=dict)  # this model's overrides of [augment]
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,10 @@ def load_recipe(path: str | Path | None) -> TrainRecipe:
     for key, value in data.items():
         if key in ("stage1", "stage2", "monolithic"):
             _check_keys(path, key, value, ModelRecipe)
+            try:
+                AugmentConfig().with_overrides(value.get("augment", {}))
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{path}: [{key}.augment]: {err}") from None
             top[key] = replace(getattr(base, key), **value)
         elif key == "augment":
             top[key] = AugmentConfig.from_dict(value)
