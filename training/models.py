@@ -44,13 +44,17 @@ class Architecture:
     outputs: int
     max_params: int
     stem_stride: int = 2
+    aux_outputs: int = 0  # a training-only head (e.g. the 8 labels behind a binary target)
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     # stage 1 runs on every tile, so its cost is the cascade's floor: a 4×4 patch stem
     # (6.2 MMAC in all; 0.17 ms/tile fp32 on ORT, 2 threads, vs 0.50 ms with a 3×3 s2 stem)
+    # and an 8-way training-only aux head (the labels behind the binary target: +0.08 to
+    # +0.11 held-out AUC at the same budget in the recipe sweep, docs/training.md)
     "stage1": Architecture("stage1", stem=16, outputs=1, max_params=100_000, stem_stride=4,
-                           stages=((24, 0, 2), (32, 1, 2), (48, 1, 2), (64, 1, 1))),
+                           stages=((24, 0, 2), (32, 1, 2), (48, 1, 2), (64, 1, 1)),
+                           aux_outputs=8),
     "stage2": Architecture("stage2", stem=24, outputs=6, max_params=1_500_000,
                            stages=((32, 0, 2), (64, 1, 2), (128, 2, 2), (192, 2, 2))),
     "monolithic": Architecture("monolithic", stem=24, outputs=7, max_params=1_500_000,
@@ -134,11 +138,20 @@ class TileNet(nn.Module):
         self.avg = nn.AdaptiveAvgPool2d(1)
         self.max = nn.AdaptiveMaxPool2d(1)
         self.head = nn.Linear(2 * cin, arch.outputs)
+        # not part of forward(), so never exported: only its gradients reach the features
+        self.aux = nn.Linear(2 * cin, arch.aux_outputs) if arch.aux_outputs else None
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)
+        return torch.cat([self.avg(f), self.max(f)], dim=1).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.features(x)
-        pooled = torch.cat([self.avg(f), self.max(f)], dim=1).flatten(1)
-        return self.head(pooled)
+        return self.head(self.pooled(x))
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(outputs, aux outputs)``; the second is ``None`` without an aux head."""
+        p = self.pooled(x)
+        return self.head(p), (self.aux(p) if self.aux is not None else None)
 
 
 def build_model(name: str) -> TileNet:
@@ -160,8 +173,10 @@ def build_model(name: str) -> TileNet:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Number of trainable parameters that are deployed (a training-only ``aux`` head is
+    not exported, so it is not counted)."""
+    return sum(p.numel() for name, p in model.named_parameters()
+               if p.requires_grad and not name.startswith("aux."))
 
 
 def count_macs(model: nn.Module, size: int = 224) -> int:

@@ -104,9 +104,27 @@ def load_checkpoint(path: str | os.PathLike):
     if not isinstance(ckpt, dict) or "model" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"{path}: not a semedge checkpoint (no 'model'/'state_dict' keys)")
     model = build_model(ckpt["model"])
-    model.load_state_dict(ckpt["state_dict"])
+    # bundles from before stage 1 had its training-only aux head lack aux.* (never exported)
+    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+    wrong = list(unexpected) + [k for k in missing if not k.startswith("aux.")]
+    if wrong:
+        raise ValueError(f"{path}: checkpoint does not fit model {ckpt['model']!r} "
+                         f"(mismatched keys: {', '.join(sorted(wrong)[:6])})")
     model.eval()
     return model, ckpt
+
+
+def _aux_targets(labels: np.ndarray) -> np.ndarray | None:
+    """Stage 1's aux-head targets: the label behind the binary one (``CLASSES`` index,
+    ``other_defect`` → 7, a bare ``defective`` → ignored); ``None`` when the data has
+    fewer than two defect labels (a binary layout: nothing to learn beyond the target)."""
+    from training.data import OTHER_DEFECT  # noqa: PLC0415
+
+    aux = np.where(labels == OTHER_DEFECT, 7, labels)
+    aux = np.where(aux < 0, -100, aux)
+    if len(np.unique(aux[aux > 0])) < 2:
+        return None
+    return aux.astype(np.int64)
 
 
 def _summary(m: dict) -> dict:
@@ -364,8 +382,10 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                 model.train()
             cfg = _fit_config(getattr(r, model_name), r.seed + 1000 * (i + 1), r)
             x_train = train.x if len(idx) == len(train) else train.x[idx]
+            aux = _aux_targets(train.y[idx]) if model_name == "stage1" else None
             fits[model_name] = fit(model, x_train, targets[idx], w, binary=binary, config=cfg,
-                                   progress=progress, description=model_name)
+                                   progress=progress, description=model_name,
+                                   aux_targets=aux)
             models[model_name] = model
             timings[f"train_{model_name}"] = fits[model_name].seconds
             save_checkpoint(model, model_name, ckpt_dir / f"{model_name}.pt", r)

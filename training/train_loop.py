@@ -24,6 +24,7 @@ class FitConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     label_smoothing: float = 0.05
+    aux_weight: float = 0.5  # weight of the aux head's cross-entropy (models with one)
     seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -73,11 +74,13 @@ def balanced_weights(groups: np.ndarray, group_share: dict[int, float] | None = 
 
 def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
         binary: bool, config: FitConfig, progress=None, description: str = "training",
-        device: str = "cpu") -> FitResult:
+        device: str = "cpu", aux_targets: np.ndarray | None = None) -> FitResult:
     """Train ``model`` in place on cached tiles ``x`` (``[N, 1, S, S]``, float16/32).
 
     ``targets``: 0/1 for a binary model (one logit, BCE), class index otherwise (CE with
     label smoothing). ``weights``: per-sample sampling weights (``balanced_weights``).
+    ``aux_targets``: class indices for the model's aux head (-100: no class), if it has
+    one; its cross-entropy is added with weight ``config.aux_weight``.
     ``device``: where the model and augmentation run ("cpu", or "cuda" where available;
     the model is moved back to the CPU at the end).
     """
@@ -106,6 +109,9 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
     w = torch.as_tensor(weights, dtype=torch.float64)
     y_all = torch.as_tensor(np.asarray(targets), dtype=torch.float32 if binary else torch.int64
                             ).to(device)
+    use_aux = aux_targets is not None and getattr(model, "aux", None) is not None
+    aux_all = (torch.as_tensor(np.asarray(aux_targets), dtype=torch.int64).to(device)
+               if use_aux else None)
     task = progress.add_task(description, total=total_steps) if progress is not None else None
     history: list[dict[str, float]] = []
     start = time.perf_counter()
@@ -119,7 +125,7 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
             xb = augment_batch(xb, aug_gen, config.augment).contiguous(
                 memory_format=torch.channels_last)
             yb = y_all[idx.to(device)]
-            out = model(xb)
+            out, aux_out = model.forward_with_aux(xb) if use_aux else (model(xb), None)
             if binary:
                 out = out[:, 0]
                 loss = F.binary_cross_entropy_with_logits(out, yb)
@@ -127,6 +133,9 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
             else:
                 loss = F.cross_entropy(out, yb, label_smoothing=config.label_smoothing)
                 correct += int((out.argmax(1) == yb).sum())
+            if aux_out is not None:
+                loss = loss + config.aux_weight * F.cross_entropy(
+                    aux_out, aux_all[idx.to(device)], ignore_index=-100)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
