@@ -160,3 +160,29 @@ def test_an_unknown_large_image_rule_is_refused_by_the_edge(tmp_path, base_bundl
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="large_image 'crop' is not supported"):
         load_bundle(copy)
+
+
+def test_aux_targets_map_labels_and_skip_binary_layouts():
+    from training.pipeline import _aux_targets
+
+    got = _aux_targets(np.array([0, 1, 2, 6, -1, -2]))
+    assert got.tolist() == [0, 1, 2, 6, 7, -100]
+    assert _aux_targets(np.array([0, 0, -2, -2])) is None  # normal/defective only
+    assert _aux_targets(np.array([0, -1, -1])) is None
+
+
+def test_checkpoints_without_the_aux_head_still_load(tmp_path):
+    import torch
+
+    from training.models import build_model
+    from training.pipeline import load_checkpoint
+
+    state = {k: v for k, v in build_model("stage1").state_dict().items()
+             if not k.startswith("aux.")}
+    torch.save({"model": "stage1", "state_dict": state}, tmp_path / "old.pt")
+    model, _ = load_checkpoint(tmp_path / "old.pt")
+    assert model(torch.zeros(1, 1, 224, 224)).shape == (1, 1)
+    state["bogus.weight"] = torch.zeros(1)
+    torch.save({"model": "stage1", "state_dict": state}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="bogus.weight"):
+        load_checkpoint(tmp_path / "bad.pt")

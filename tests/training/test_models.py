@@ -84,3 +84,35 @@ def test_onnx_export_matches_pytorch_and_quantizes_to_qdq(tmp_path, name):
            and len(n.input) > 2 and n.input[2] in inits]
     assert zps and all(z.data_type == onnx.TensorProto.UINT8 for z in zps)
     assert predict_onnx(int8, x).shape == (6, model.arch.outputs)
+
+
+def test_stage1_aux_head_trains_but_is_not_exported(tmp_path):
+    from training.train_loop import FitConfig, fit
+
+    model = build_model("stage1")
+    assert model.aux is not None and model.aux.out_features == 8
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(32, 1, 64, 64, generator=g).numpy()
+    labels = np.arange(32) % 8
+    aux_before = model.aux.weight.detach().clone()
+    fit(model, x, (labels != 0).astype(np.float32), np.ones(32), binary=True,
+        config=FitConfig(epochs=1, samples_per_epoch=32, batch_size=16),
+        aux_targets=labels)
+    assert not torch.equal(model.aux.weight, aux_before)  # its gradient reached it
+    path = export_onnx(model, tmp_path / "s1.onnx", size=64)
+    graph = onnx.load(str(path)).graph
+    assert len(graph.output) == 1
+    shapes = [list(t.dims) for t in graph.initializer]
+    assert [1, 128] in shapes and [8, 128] not in shapes  # the head, not the aux head
+    assert count_parameters(model) == sum(p.numel() for p in model.parameters()) - 8 * 129
+
+
+def test_no_aux_targets_leaves_the_aux_head_alone():
+    from training.train_loop import FitConfig, fit
+
+    model = build_model("stage1")
+    aux_before = model.aux.weight.detach().clone()
+    x = torch.rand(16, 1, 64, 64).numpy()
+    fit(model, x, (np.arange(16) % 2).astype(np.float32), np.ones(16), binary=True,
+        config=FitConfig(epochs=1, samples_per_epoch=16, batch_size=16))
+    assert torch.equal(model.aux.weight, aux_before)
