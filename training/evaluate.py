@@ -162,6 +162,10 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
         agree = {
             "stage1": float((r1 == flagged).mean()),
             "stage2": float((rp2.argmax(1) == pred2).mean()),
+            # the tiles stage 2's metrics are on (the six classes): on a normal tile its
+            # six-way argmax has no right answer and near-ties flip under quantization
+            "stage2_defect_tiles": float((rp2.argmax(1) == pred2)[intax].mean())
+            if intax.any() else float("nan"),
             "cascade": float((rcascade == cascade).mean()),
             "stage1_max_abs_logit_diff": float(np.abs(reference["stage1"]
                                                       - outputs["stage1"]).max()),

@@ -192,3 +192,31 @@ def test_converted_models_agree_with_onnx_on_held_out_tiles(converted):
         evaluation[fmt] = evaluate_outputs(outs, labels, **thr, reference=ref)
         row = check_parity(evaluation, fmt)
         assert row["pass"] and min(row["agreement_vs_onnx"].values()) >= 0.99
+
+
+def test_stage2_is_gated_on_its_own_tiles_and_all_tiles_are_reported():
+    onnx_m = _metrics(1.0, 0.95)
+    tfl = _metrics(1.0, 0.95, 1.0, 0.97)  # flips on normal tiles only ...
+    tfl["agreement"]["stage2_defect_tiles"] = 0.995  # ... none on the six classes
+    row = check_parity({"onnx": onnx_m, "tflite-int8": tfl}, "tflite-int8")
+    assert row["pass"] and row["agreement_vs_onnx"]["stage2"] == 0.995
+    assert row["stage2_agreement_all_tiles"] == 0.97
+    tfl["agreement"]["stage2_defect_tiles"] = 0.98
+    with pytest.raises(ExportRefused, match=r"stage2 top-1 agreement 0\.9800"):
+        check_parity({"onnx": onnx_m, "tflite-int8": tfl}, "tflite-int8")
+
+
+def test_evaluate_reports_stage2_agreement_on_defect_tiles():
+    from training.evaluate import evaluate_outputs
+
+    labels = np.array([0, 0, 1, 2])
+    s1 = np.full((4, 1), 5.0, np.float32)
+    ref2 = np.array([[1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0],
+                     [3, 0, 0, 0, 0, 0], [0, 3, 0, 0, 0, 0]], np.float32)
+    got2 = ref2.copy()
+    got2[0] = [0, 1, 0, 0, 0, 0]  # a flip on a normal tile
+    res = evaluate_outputs({"stage1": s1, "stage2": got2}, labels, threshold=0.5,
+                           temperature=1.0, unknown_threshold=0.0,
+                           reference={"stage1": s1, "stage2": ref2})
+    assert res["agreement"]["stage2"] == 0.75
+    assert res["agreement"]["stage2_defect_tiles"] == 1.0
