@@ -26,8 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``semedge synth``; returns the exit code (2 on bad arguments)."""
-    from synth.dataset import write_dataset
+    from synth.dataset import tune_malloc, write_dataset
     from synth.recipe import load_recipe
+
+    tune_malloc()  # this process only renders: keep its freed heap for reuse
 
     try:
         recipe = load_recipe(args.recipe)

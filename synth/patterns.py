@@ -74,8 +74,17 @@ def _angle(rng: np.random.Generator, sc: dict, tilt_scale: float = 1.0) -> float
 
 
 def to_xy(c: np.ndarray, eu: np.ndarray, ev: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Pattern-frame (u across, v along) to image (x, y); broadcasts, last axis = 2."""
-    return c + u[..., None] * eu + v[..., None] * ev
+    """Pattern-frame (u across, v along) to image (x, y); broadcasts, last axis = 2.
+
+    Same float64 operations, in the same order, as ``c + u[..., None] * eu + v[..., None] * ev``
+    (bit-identical), but per coordinate: numpy is slow on an innermost axis of length 2.
+    """
+    u = np.asarray(u, np.float64)
+    v = np.asarray(v, np.float64)
+    c, eu, ev = (np.asarray(a, np.float64) for a in (c, eu, ev))
+    x = c[0] + u * eu[0] + v * ev[0]
+    y = c[1] + u * eu[1] + v * ev[1]
+    return np.stack(np.broadcast_arrays(x, y), axis=-1)
 
 
 def lines(rng: np.random.Generator, sc: dict, size: int, ss: int, con: Constraints,

@@ -48,6 +48,20 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return xx, yy, (yy - c) / c, r2.astype(np.float32)
 
 
+_COARSE = 9  # charging and vignetting are built on a k x k grid and interpolated up
+
+
+@lru_cache(maxsize=1)
+def _coarse() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    g = np.linspace(-1.0, 1.0, _COARSE, dtype=np.float32)
+    gxx, gyy = np.meshgrid(g, g)
+    for a in (gxx, gyy):
+        a.flags.writeable = False
+    r2 = gxx ** 2 + gyy ** 2
+    r2.flags.writeable = False
+    return gxx, gyy, r2
+
+
 def _texture(rng: np.random.Generator, size: int, grain: float, kind: str) -> np.ndarray:
     if kind == "voronoi" and grain >= 2.0:
         if grain >= 4.0:  # coarse grains: tessellate at half resolution
@@ -60,10 +74,12 @@ def _texture(rng: np.random.Generator, size: int, grain: float, kind: str) -> np
                                                     labelType=cv2.DIST_LABEL_PIXEL)
         vals = rng.standard_normal(int(labels.max()) + 1).astype(np.float32)
         tex = vals[labels]
-        edge = np.zeros_like(tex)
-        edge[:, 1:] += labels[:, 1:] != labels[:, :-1]
-        edge[1:, :] += labels[1:, :] != labels[:-1, :]
-        return tex * 0.8 - np.minimum(edge, 1.0) * 1.2
+        tex *= 0.8
+        edge = np.zeros(labels.shape, bool)  # grain boundaries: label differs from left or top
+        np.not_equal(labels[:, 1:], labels[:, :-1], out=edge[:, 1:])
+        edge[1:, :] |= labels[1:, :] != labels[:-1, :]
+        tex[edge] -= np.float32(1.2)  # == tex*0.8 - min(edge count, 1)*1.2 in float32, bit for bit
+        return tex
     small = max(4, int(size / grain))
     noise = rng.standard_normal((small, small)).astype(np.float32)
     return cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
@@ -83,7 +99,8 @@ def form_image(rng: np.random.Generator, scene: Scene, p: dict[str, Any]) -> np.
     gx = cv2.Sobel(m, cv2.CV_32F, 1, 0, ksize=3, scale=0.25)
     gy = cv2.Sobel(m, cv2.CV_32F, 0, 1, ksize=3, scale=0.25)
     gx *= gx
-    gx += gy * gy
+    gy *= gy
+    gx += gy
     edge = np.sqrt(gx)  # not cv2.magnitude: its SIMD result depends on memory alignment
     if p["rim_width_px"] > 0.6:
         edge = cv2.GaussianBlur(edge, (0, 0), p["rim_width_px"] - 0.5)
@@ -104,15 +121,15 @@ def form_image(rng: np.random.Generator, scene: Scene, p: dict[str, Any]) -> np.
     if scene.bright is not None:
         s = cv2.scaleAdd(_down(scene.bright, size), max(c, 0.4), s)
     # charging (additive) and vignetting (multiplicative) are smooth: build them on a coarse grid
-    k = 9
-    g = np.linspace(-1.0, 1.0, k, dtype=np.float32)
-    gxx, gyy = np.meshgrid(g, g)
+    # (float64 where numpy promotes: cos/sin are numpy float64 scalars; keep it, pixels depend on it)
+    k = _COARSE
+    gxx, gyy, r2 = _coarse()
     low = cv2.resize(rng.standard_normal((3, 3)).astype(np.float32), (k, k),
                      interpolation=cv2.INTER_CUBIC)
     a, b = np.cos(p["charging_dir"]), np.sin(p["charging_dir"])
     charge = p["charging"] * (0.5 * low + a * gxx + b * gyy)
-    vig = 1.0 - p["vignetting"] * (gxx ** 2 + gyy ** 2) / 2
-    s = s * cv2.resize(vig, (size, size), interpolation=cv2.INTER_LINEAR)
+    vig = 1.0 - p["vignetting"] * r2 / 2
+    s *= cv2.resize(vig, (size, size), interpolation=cv2.INTER_LINEAR)  # s is a fresh float32
     s += cv2.resize(charge, (size, size), interpolation=cv2.INTER_CUBIC)
     if p["blur_px"] > 0.25:
         s = cv2.GaussianBlur(s, (0, 0), p["blur_px"])
