@@ -120,6 +120,26 @@ def test_threads_give_identical_batches():
     np.testing.assert_array_equal(one.batch, two.batch)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_streaming_stores_give_identical_batches(monkeypatch, dtype):
+    """Large batches take the non-temporal-store rows; force them on small, odd cases
+    (misaligned ``out``, sizes that are not a multiple of the vector width, views)."""
+    from edge import _tiling
+
+    base = random_image(np.random.default_rng(11), (400, 530), dtype)
+    cases = [(base, 224, 192), (base, 37, 29), (base[::2, ::3], 64, 48), (base[:5, :7], 16, 16)]
+    monkeypatch.setattr(_tiling, "STREAM_MIN_BYTES", 0)
+    for image, size, stride in cases:
+        want, grid = reference_tiles(image, size, stride, "reflect")
+        n = grid[0] * grid[1]
+        for offset in (0, 1, 3):  # out starting 4 and 12 bytes past a 16-byte boundary
+            flat = np.empty(n * size * size + offset, np.float32)[offset:]
+            out = flat.reshape(n, 1, size, size)
+            for threads in (1, 2):
+                got = P.tile(image, size=size, stride=stride, out=out, threads=threads)
+                np.testing.assert_array_equal(got.batch, want)
+
+
 def test_out_buffer_is_reused():
     image = random_image(np.random.default_rng(1), (448, 448), np.uint8)
     buffer = np.full((6, 1, 224, 224), -1.0, dtype=np.float32)
