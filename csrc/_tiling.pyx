@@ -14,7 +14,7 @@ cdef extern from "rows.h" nogil:
     void semedge_scale_row_u16(const uint16_t* src, float* dst, Py_ssize_t n, float lo, float inv)
     void semedge_stream_row_u8(const uint8_t* src, float* dst, Py_ssize_t n, float lo, float inv)
     void semedge_stream_row_u16(const uint16_t* src, float* dst, Py_ssize_t n, float lo, float inv)
-    void semedge_stream_init()
+    void semedge_cpu_init()
     void semedge_stream_fence()
     int SEMEDGE_HAVE_STREAM
 from _common cimport reflect101
@@ -42,7 +42,7 @@ STREAM_MIN_BYTES = 4 * 2**20
 fit a core's L2 anyway, and skipping the read-for-ownership of each line halves the memory
 traffic of the pass. Smaller batches stay in cache for the model that reads them next."""
 
-semedge_stream_init()
+semedge_cpu_init()
 
 
 cdef inline void _scale_row(const pixel_t* src, float* dst, Py_ssize_t n, float lo,

@@ -43,14 +43,14 @@ SEMEDGE_CLONES static void semedge_scale_row_u16(const uint16_t *restrict src, f
  * at run time); elsewhere they are the plain rows above. The vector code computes exactly the
  * scalar formula: (float)v - lo, times inv, then MAXPS(x, 0) = x > 0 ? x : 0 and
  * MINPS(x, 1) = x < 1 ? x : 1 (the operand order makes them the ternaries of SEMEDGE_SCALE),
- * no FMA. Call semedge_stream_init() once before, semedge_stream_fence() after the last row. */
+ * no FMA. Call semedge_cpu_init() once (module import) before, semedge_stream_fence() after the last row. */
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 #define SEMEDGE_HAVE_STREAM 1
 
 static int semedge_use_avx2 = 0;
 
-static void semedge_stream_init(void) {
+static void semedge_cpu_init(void) {
 #ifndef SEMEDGE_NO_AVX2 /* -DSEMEDGE_NO_AVX2 tests the SSE2 rows on an AVX2 machine */
     __builtin_cpu_init();
     semedge_use_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
@@ -137,7 +137,7 @@ static void semedge_stream_row_u16(const uint16_t *src, float *dst, ptrdiff_t n,
 }
 #else
 #define SEMEDGE_HAVE_STREAM 0
-static void semedge_stream_init(void) {}
+static void semedge_cpu_init(void) {}
 static void semedge_stream_fence(void) {}
 static void semedge_stream_row_u8(const uint8_t *src, float *dst, ptrdiff_t n, float lo, float inv) {
     semedge_scale_row_u8(src, dst, n, lo, inv);
