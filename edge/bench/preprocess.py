@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from edge import preprocess
-from edge.bench.timing import Timing, measure
+from edge.bench.timing import Timing, measure, measure_interleaved
 
 
 def numpy_tile(image: np.ndarray, size: int, stride: int, low: float = 1.0, high: float = 99.0) -> np.ndarray:
@@ -220,12 +220,20 @@ def competitors(size: int, stride: int) -> dict[str, Callable[[np.ndarray], np.n
 def compare(
     image: np.ndarray, *, size: int = 224, stride: int = 224, min_time_s: float = 0.5
 ) -> PreprocessComparison:
-    """Run the four-way comparison on ``image`` (single thread)."""
+    """Run the four-way comparison on ``image`` (single thread).
+
+    The three competitors are timed round-robin (:func:`measure_interleaved`, each for at
+    least ``min_time_s``), so that a slow spell of the shared machine hits them alike; the
+    bandwidth probes run right after.
+    """
     import cv2  # noqa: PLC0415
 
     cv2.setNumThreads(1)
     funcs = competitors(size, stride)
-    timings = {name: measure(lambda f=f: f(image), min_time_s=min_time_s) for name, f in funcs.items()}
+    timings = measure_interleaved(
+        {name: (lambda f=f: f(image)) for name, f in funcs.items()},
+        min_time_s=min_time_s * len(funcs),
+    )
     rows, cols = preprocess.tile_grid(image.shape, size=size, stride=stride)
     bound = measure_bandwidth(image.nbytes, rows * cols * size * size * 4, min_time_s=min_time_s)
     return PreprocessComparison(
