@@ -147,6 +147,105 @@ static void semedge_stream_row_u16(const uint16_t *src, float *dst, ptrdiff_t n,
 }
 #endif
 
+/* 8-bit order statistics without a histogram (x86-64): counts[k] += the number of pixels of
+ * a contiguous row that are >= thr[k] (thr[k] in 1..255, K thresholds), with byte compares
+ * accumulated in 8-bit lanes (flushed with PSADBW every 255 vectors). Four such passes of
+ * 2 bits each (3 thresholds, then 2 x 3 per pass for the two ranks) pin down two ranks
+ * exactly; unlike a scattered histogram their cost does not depend on the pixel values. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#define SEMEDGE_HAVE_COUNT_GE 1
+
+#define SEMEDGE_COUNT_GE_TAIL                                        \
+    for (; i < n; ++i)                                               \
+        for (int k = 0; k < K; ++k) counts[k] += row[i] >= thr[k]
+
+__attribute__((target("avx2"), always_inline)) static inline void semedge_count_ge_avx2_k(
+    const uint8_t *restrict row, ptrdiff_t n, const uint8_t *thr, uint64_t *restrict counts,
+    const int K) {
+    const __m256i bias = _mm256_set1_epi8((char)0x80), zero = _mm256_setzero_si256();
+    __m256i t[6], acc[6], sum[6];
+    for (int k = 0; k < K; ++k) {
+        t[k] = _mm256_set1_epi8((char)((thr[k] - 1) ^ 0x80)); /* x >= thr  <=>  x > thr - 1 */
+        sum[k] = zero;
+    }
+    ptrdiff_t i = 0;
+    while (i + 32 <= n) {
+        ptrdiff_t stop = n - i > 255 * 32 ? i + 255 * 32 : n;
+        for (int k = 0; k < K; ++k) acc[k] = zero;
+        for (; i + 32 <= stop; i += 32) {
+            __m256i x = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(row + i)), bias);
+            for (int k = 0; k < K; ++k) acc[k] = _mm256_sub_epi8(acc[k], _mm256_cmpgt_epi8(x, t[k]));
+        }
+        for (int k = 0; k < K; ++k) sum[k] = _mm256_add_epi64(sum[k], _mm256_sad_epu8(acc[k], zero));
+    }
+    for (int k = 0; k < K; ++k) {
+        uint64_t lanes[4];
+        _mm256_storeu_si256((__m256i *)lanes, sum[k]);
+        counts[k] += lanes[0] + lanes[1] + lanes[2] + lanes[3];
+    }
+    SEMEDGE_COUNT_GE_TAIL;
+}
+
+__attribute__((always_inline)) static inline void semedge_count_ge_sse2_k(
+    const uint8_t *restrict row, ptrdiff_t n, const uint8_t *thr, uint64_t *restrict counts,
+    const int K) {
+    const __m128i bias = _mm_set1_epi8((char)0x80), zero = _mm_setzero_si128();
+    __m128i t[6], acc[6], sum[6];
+    for (int k = 0; k < K; ++k) {
+        t[k] = _mm_set1_epi8((char)((thr[k] - 1) ^ 0x80));
+        sum[k] = zero;
+    }
+    ptrdiff_t i = 0;
+    while (i + 16 <= n) {
+        ptrdiff_t stop = n - i > 255 * 16 ? i + 255 * 16 : n;
+        for (int k = 0; k < K; ++k) acc[k] = zero;
+        for (; i + 16 <= stop; i += 16) {
+            __m128i x = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + i)), bias);
+            for (int k = 0; k < K; ++k) acc[k] = _mm_sub_epi8(acc[k], _mm_cmpgt_epi8(x, t[k]));
+        }
+        for (int k = 0; k < K; ++k) sum[k] = _mm_add_epi64(sum[k], _mm_sad_epu8(acc[k], zero));
+    }
+    for (int k = 0; k < K; ++k) {
+        uint64_t lanes[2];
+        _mm_storeu_si128((__m128i *)lanes, sum[k]);
+        counts[k] += lanes[0] + lanes[1];
+    }
+    SEMEDGE_COUNT_GE_TAIL;
+}
+
+__attribute__((target("avx2"))) static void semedge_count_ge3_avx2(const uint8_t *row, ptrdiff_t n, const uint8_t *thr, uint64_t *counts) {
+    semedge_count_ge_avx2_k(row, n, thr, counts, 3);
+}
+__attribute__((target("avx2"))) static void semedge_count_ge6_avx2(const uint8_t *row, ptrdiff_t n, const uint8_t *thr, uint64_t *counts) {
+    semedge_count_ge_avx2_k(row, n, thr, counts, 6);
+}
+static void semedge_count_ge3_sse2(const uint8_t *row, ptrdiff_t n, const uint8_t *thr, uint64_t *counts) {
+    semedge_count_ge_sse2_k(row, n, thr, counts, 3);
+}
+static void semedge_count_ge6_sse2(const uint8_t *row, ptrdiff_t n, const uint8_t *thr, uint64_t *counts) {
+    semedge_count_ge_sse2_k(row, n, thr, counts, 6);
+}
+
+/* nthr: 3 or 6 (at most 6 keeps thresholds and accumulators in the 16 vector registers) */
+static void semedge_count_ge_u8(const uint8_t *row, ptrdiff_t n, const uint8_t *thr, int nthr,
+                                uint64_t *counts) {
+    if (nthr == 3) {
+        if (semedge_use_avx2) semedge_count_ge3_avx2(row, n, thr, counts);
+        else semedge_count_ge3_sse2(row, n, thr, counts);
+    } else {
+        if (semedge_use_avx2) semedge_count_ge6_avx2(row, n, thr, counts);
+        else semedge_count_ge6_sse2(row, n, thr, counts);
+    }
+}
+#else
+#define SEMEDGE_HAVE_COUNT_GE 0
+static void semedge_count_ge_u8(const uint8_t *row, ptrdiff_t n, const uint8_t *thr, int nthr,
+                                uint64_t *counts) {
+    for (ptrdiff_t i = 0; i < n; ++i)
+        for (int k = 0; k < nthr; ++k) counts[k] += row[i] >= thr[k];
+}
+#endif
+
 /* Add a contiguous row to a histogram with 4 interleaved sub-histograms of `levels` bins, so
  * that runs of equal pixels do not serialize on one counter. */
 static void semedge_hist_row_u8(const uint8_t *restrict row, ptrdiff_t n, uint32_t *restrict hist) {
