@@ -64,6 +64,23 @@ def test_percentiles_match_numpy_at_extremes(dtype, low, high):
     assert P.percentiles(image, low=low, high=high) == expected
 
 
+@pytest.mark.parametrize("shape", [(1, 20000), (3, 9001), (2, 8160), (1, 31), (4, 33)])
+@pytest.mark.parametrize("kind", ["random", "narrow", "constant", "extremes"])
+def test_uint8_percentiles_match_numpy_on_long_rows(shape, kind):
+    """8-bit contiguous images take the vector threshold counts (8-bit lane accumulators
+    flushed every 255 vectors): rows longer than a flush, tails and skewed data."""
+    rng = np.random.default_rng(13)
+    image = {
+        "random": lambda: random_image(rng, shape, np.uint8),
+        "narrow": lambda: rng.integers(100, 104, size=shape, dtype=np.uint8),
+        "constant": lambda: np.full(shape, 255, np.uint8),
+        "extremes": lambda: rng.choice(np.array([0, 1, 254, 255], np.uint8), size=shape),
+    }[kind]()
+    for low, high in [(0.0, 100.0), (1.0, 99.0), (0.001, 0.002), (50.0, 50.5)]:
+        want = np.percentile(image, [low, high], method="inverted_cdf")
+        assert P.percentiles(image, low=low, high=high) == tuple(int(v) for v in want)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_constant_image_normalizes_to_zeros(dtype):
     image = np.full((50, 60), 17, dtype=dtype)
