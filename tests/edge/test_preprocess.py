@@ -64,19 +64,28 @@ def test_percentiles_match_numpy_at_extremes(dtype, low, high):
     assert P.percentiles(image, low=low, high=high) == expected
 
 
-@pytest.mark.parametrize("shape", [(1, 20000), (3, 9001), (2, 8160), (1, 31), (4, 33)])
-@pytest.mark.parametrize("kind", ["random", "narrow", "constant", "extremes"])
-def test_uint8_percentiles_match_numpy_on_long_rows(shape, kind):
-    """8-bit contiguous images take the vector threshold counts (8-bit lane accumulators
-    flushed every 255 vectors): rows longer than a flush, tails and skewed data."""
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 20000), (3, 9001), (2, 8160), (1, 31), (4, 33), (40, 300)])
+@pytest.mark.parametrize("kind", ["random", "narrow", "constant", "extremes", "spike"])
+def test_percentiles_match_numpy_on_every_path(dtype, shape, kind):
+    """Contiguous images take the vector threshold counts (8-bit lane accumulators flushed
+    every 255 vectors; 16-bit: only when the sampled rows span a wide range, with a fallback
+    to the histogram when the wanted high-byte bins hold over a quarter of the pixels):
+    rows longer than a flush, tails, skewed data, a saturated spike."""
     rng = np.random.default_rng(13)
-    image = {
-        "random": lambda: random_image(rng, shape, np.uint8),
-        "narrow": lambda: rng.integers(100, 104, size=shape, dtype=np.uint8),
-        "constant": lambda: np.full(shape, 255, np.uint8),
-        "extremes": lambda: rng.choice(np.array([0, 1, 254, 255], np.uint8), size=shape),
-    }[kind]()
-    for low, high in [(0.0, 100.0), (1.0, 99.0), (0.001, 0.002), (50.0, 50.5)]:
+    top = np.iinfo(dtype).max
+    if kind == "random":
+        image = random_image(rng, shape, dtype)
+    elif kind == "narrow":
+        image = rng.integers(100, 104, size=shape, dtype=dtype)
+    elif kind == "constant":
+        image = np.full(shape, top, dtype)
+    elif kind == "extremes":
+        image = rng.choice(np.array([0, 1, top - 1, top], dtype), size=shape)
+    else:  # wide spread plus 60 % saturated pixels: the high bin of p99 is most of the image
+        image = random_image(rng, shape, dtype)
+        image[rng.random(shape) < 0.6] = top
+    for low, high in [(0.0, 100.0), (1.0, 99.0), (0.001, 0.002), (50.0, 50.5), (1.0, 30.0)]:
         want = np.percentile(image, [low, high], method="inverted_cdf")
         assert P.percentiles(image, low=low, high=high) == tuple(int(v) for v in want)
 
