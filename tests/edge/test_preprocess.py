@@ -65,6 +65,32 @@ def test_percentiles_match_numpy_at_extremes(dtype, low, high):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 20000), (3, 9001), (2, 8160), (1, 31), (4, 33), (40, 300)])
+@pytest.mark.parametrize("kind", ["random", "narrow", "constant", "extremes", "spike"])
+def test_percentiles_match_numpy_on_every_path(dtype, shape, kind):
+    """Contiguous images take the vector threshold counts (8-bit lane accumulators flushed
+    every 255 vectors; 16-bit: only when the sampled rows span a wide range, with a fallback
+    to the histogram when the wanted high-byte bins hold over a quarter of the pixels):
+    rows longer than a flush, tails, skewed data, a saturated spike."""
+    rng = np.random.default_rng(13)
+    top = np.iinfo(dtype).max
+    if kind == "random":
+        image = random_image(rng, shape, dtype)
+    elif kind == "narrow":
+        image = rng.integers(100, 104, size=shape, dtype=dtype)
+    elif kind == "constant":
+        image = np.full(shape, top, dtype)
+    elif kind == "extremes":
+        image = rng.choice(np.array([0, 1, top - 1, top], dtype), size=shape)
+    else:  # wide spread plus 60 % saturated pixels: the high bin of p99 is most of the image
+        image = random_image(rng, shape, dtype)
+        image[rng.random(shape) < 0.6] = top
+    for low, high in [(0.0, 100.0), (1.0, 99.0), (0.001, 0.002), (50.0, 50.5), (1.0, 30.0)]:
+        want = np.percentile(image, [low, high], method="inverted_cdf")
+        assert P.percentiles(image, low=low, high=high) == tuple(int(v) for v in want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_constant_image_normalizes_to_zeros(dtype):
     image = np.full((50, 60), 17, dtype=dtype)
     out = P.normalize(image)
@@ -118,6 +144,26 @@ def test_threads_give_identical_batches():
     one = P.tile(image, size=128, stride=96, threads=1)
     two = P.tile(image, size=128, stride=96, threads=2)
     np.testing.assert_array_equal(one.batch, two.batch)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_streaming_stores_give_identical_batches(monkeypatch, dtype):
+    """Large batches take the non-temporal-store rows; force them on small, odd cases
+    (misaligned ``out``, sizes that are not a multiple of the vector width, views)."""
+    from edge import _tiling
+
+    base = random_image(np.random.default_rng(11), (400, 530), dtype)
+    cases = [(base, 224, 192), (base, 37, 29), (base[::2, ::3], 64, 48), (base[:5, :7], 16, 16)]
+    monkeypatch.setattr(_tiling, "STREAM_MIN_BYTES", 0)
+    for image, size, stride in cases:
+        want, grid = reference_tiles(image, size, stride, "reflect")
+        n = grid[0] * grid[1]
+        for offset in (0, 1, 3):  # out starting 4 and 12 bytes past a 16-byte boundary
+            flat = np.empty(n * size * size + offset, np.float32)[offset:]
+            out = flat.reshape(n, 1, size, size)
+            for threads in (1, 2):
+                got = P.tile(image, size=size, stride=stride, out=out, threads=threads)
+                np.testing.assert_array_equal(got.batch, want)
 
 
 def test_out_buffer_is_reused():
