@@ -238,8 +238,9 @@ def check_parity(evaluation: dict[str, dict], fmt: str, *,
                                 "stage2_macro_f1": ("stage2", "macro_f1")}.items():
         row[key] = {f: float(evaluation[f][part][metric])
                     for f in ("onnx", "onnx-int8", fmt) if f in evaluation}
-    failed = [f"{k} top-1 agreement {v:.4f} < {min_agreement}" for k, v in agreement.items()
-              if not v >= min_agreement]
+    failed = [f"{k}: no held-out tiles of its six classes to measure agreement on"
+              if np.isnan(v) else f"{k} top-1 agreement {v:.4f} < {min_agreement}"
+              for k, v in agreement.items() if not v >= min_agreement]
     try:
         row["drift"] = check_drift(evaluation["onnx"], got, budget, name=fmt)
     except ExportRefused as err:
