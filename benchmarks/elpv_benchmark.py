@@ -75,17 +75,23 @@ def subset_csv(train_dir: Path, fraction: float, seed: int, out: Path) -> Path:
 
 def run_binary(data: Path, runs: Path, *, mode: str, fraction: float, seed: int,
                bundle: Path, epochs: int, samples: int, threads: int) -> dict:
-    """One ``semedge train`` run; returns the test metrics of the int8 stage 1."""
+    """One ``semedge train`` run; returns the test metrics of the int8 stage 1, or the
+    reason when the int8 drift gate refused the export (``refused``)."""
+    from training.export.gate import ExportRefused
     from training.pipeline import EvalSet, train_bundle
 
     tag = f"{mode}-{int(round(fraction * 100))}pct-seed{seed}"
     labels = subset_csv(data / "train", fraction, seed, data / f"labels-{tag}.csv")
     kw = {"init": bundle} if mode == "init" else {"complete_from": bundle}
     t0 = time.perf_counter()
-    outcome = train_bundle(data / "train", runs / tag, recipe=_recipe(epochs, samples, seed,
-                                                                       threads),
-                           eval_sets=[EvalSet("test", data / "test")], labels_csv=labels,
-                           name=f"elpv-{tag}", quiet=True, **kw)
+    try:
+        outcome = train_bundle(data / "train", runs / tag,
+                               recipe=_recipe(epochs, samples, seed, threads),
+                               eval_sets=[EvalSet("test", data / "test")], labels_csv=labels,
+                               name=f"elpv-{tag}", quiet=True, **kw)
+    except ExportRefused as err:  # the int8 drift gate said no: a result, not a crash
+        return {"mode": mode, "fraction": fraction, "seed": seed, "tag": tag,
+                "refused": str(err), "seconds": time.perf_counter() - t0}
     seconds = time.perf_counter() - t0
     rep = outcome.report
     s1 = rep["evaluation"]["test"]["onnx-int8"]["stage1"]
@@ -158,10 +164,12 @@ def summarize(rows: list[dict], keys: list[str]) -> list[dict]:
     out = []
     for mode in ("scratch", "init"):
         for fraction in sorted({r["fraction"] for r in rows}, reverse=True):
-            group = [r for r in rows if r["mode"] == mode and r["fraction"] == fraction]
+            runs = [r for r in rows if r["mode"] == mode and r["fraction"] == fraction]
+            group = [r for r in runs if "refused" not in r]
             if not group:
                 continue
-            row = {"mode": mode, "fraction": fraction, "seeds": len(group)}
+            row = {"mode": mode, "fraction": fraction, "seeds": len(group),
+                   "refused": len(runs) - len(group)}
             for k in keys:
                 v = np.asarray([g[k] for g in group], dtype=np.float64)
                 row[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1
@@ -177,8 +185,9 @@ def print_table(title: str, summary: list[dict], keys: list[str]) -> None:
         cells = [f"{100 * row[k]['mean']:6.2f} ± {100 * row[k]['std']:4.2f} "
                  f"[{100 * row[k]['min']:5.1f}–{100 * row[k]['max']:5.1f}]"[:30]
                  for k in keys]
+        refused = f"  ({row['refused']} run(s) refused by the int8 gate)" if row.get("refused") else ""
         print(f"{row['mode']:8} {int(row['fraction'] * 100):>5}% " +
-              " ".join(f"{c:>30}" for c in cells))
+              " ".join(f"{c:>30}" for c in cells) + refused)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,3 +61,19 @@ def test_four_classes_and_the_cli(tmp_path, capsys):
                                                              (out / "test").iterdir()}
     assert labels <= {"p0", "p33", "p67", "p100"}
     assert "train 30, test 10" in capsys.readouterr().out
+
+
+def test_benchmark_summary_leaves_refused_runs_out_and_counts_them():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "elpv_benchmark.py"
+    spec = importlib.util.spec_from_file_location("elpv_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = [{"mode": "init", "fraction": 0.1, "seed": 0, "accuracy": 0.7},
+            {"mode": "init", "fraction": 0.1, "seed": 1, "accuracy": 0.8},
+            {"mode": "init", "fraction": 0.1, "seed": 2, "refused": "drift"}]
+    (row,) = bench.summarize(rows, ["accuracy"])
+    assert row["seeds"] == 2 and row["refused"] == 1
+    assert row["accuracy"]["mean"] == pytest.approx(0.75)
