@@ -124,7 +124,8 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
             xb = torch.from_numpy(x[idx.numpy()]).to(device, non_blocking=True)
             xb = augment_batch(xb, aug_gen, config.augment).contiguous(
                 memory_format=torch.channels_last)
-            yb = y_all[idx.to(device)]
+            idx_dev = idx.to(device)
+            yb = y_all[idx_dev]
             out, aux_out = model.forward_with_aux(xb) if use_aux else (model(xb), None)
             if binary:
                 out = out[:, 0]
@@ -135,7 +136,7 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
                 correct += int((out.argmax(1) == yb).sum())
             if aux_out is not None:
                 loss = loss + config.aux_weight * F.cross_entropy(
-                    aux_out, aux_all[idx.to(device)], ignore_index=-100)
+                    aux_out, aux_all[idx_dev], ignore_index=-100)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
