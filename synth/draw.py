@@ -41,6 +41,17 @@ def ellipse_poly(
     return np.stack([cx + c * x - s * y, cy + s * x + c * y], axis=1)
 
 
+def superellipse_poly(
+    cx: float, cy: float, rx: float, ry: float, power: float, n: int = 48
+) -> np.ndarray:
+    """Vertices of |x/rx|^p + |y/ry|^p = 1: an ellipse at p = 2, a rounded rectangle as p grows."""
+    t = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
+    c, s = np.cos(t), np.sin(t)
+    e = 2.0 / power
+    return np.stack([cx + rx * np.sign(c) * np.abs(c) ** e, cy + ry * np.sign(s) * np.abs(s) ** e],
+                    axis=1)
+
+
 def blob_poly(
     rng: np.random.Generator, cx: float, cy: float, r: float, rough: float, n: int = 20,
     aspect: float = 1.0, angle: float = 0.0,

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from synth.draw import corr_noise, ellipse_poly, fill
+from synth.draw import corr_noise, ellipse_poly, fill, superellipse_poly
 from synth.recipe import loguni, randint, uni
 
 
@@ -212,8 +212,85 @@ def vias(rng: np.random.Generator, sc: dict, size: int, ss: int, con: Constraint
     return Scene(size, ss, mat, "vias", "top", params, geom)
 
 
+def _rect(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+
+
+def _stack(rng: np.random.Generator, sc: dict, size: int, ss: int, con: Constraints) -> Scene:
+    """Multi-level interconnect stack: metal levels, finer towards the bottom, joined by vias.
+
+    Real cross-sections of back-end stacks are sharp and high-contrast: bright metal in dark
+    dielectric, each level's lines on a pitch that is an integer multiple of the level below,
+    so vias drop straight from one level onto the next; contacts reach the substrate.
+    """
+    n = float(size)
+    diel = uni(rng, [0.03, 0.35])
+    metal = uni(rng, [0.75, 1.0])
+    top_y = n * uni(rng, [-0.15, 0.15])
+    sub_y = n * uni(rng, [0.8, 1.08])
+    mat = _canvas(size, ss, diel)
+    fill(mat, [_rect(-1, -1, n + 1, top_y)], uni(rng, [0.0, 0.5]), ss)
+    fill(mat, [_rect(-1, sub_y, n + 1, n + 1)], uni(rng, [0.25, 0.6]), ss)
+    nlev = randint(rng, sc["xsec_stack_levels"])
+    shrink = uni(rng, [0.5, 0.9])  # band height ratio of a level to the one above
+    bands = shrink ** np.arange(nlev)
+    span = sub_y - max(top_y, 0.0)
+    bands = bands / bands.sum() * span * uni(rng, [0.8, 1.0])
+    mults = rng.choice([1, 1, 2, 2, 3], nlev)
+    pitch = max(6.0, n * uni(rng, [0.03, 0.12]))
+    pitches = [pitch]
+    for k in range(nlev - 1, 0, -1):  # from the bottom level up
+        pitches.insert(0, min(pitches[0] * float(mults[k]), n * 0.8))
+    phase = rng.random() * pitch
+    liner = bool(rng.random() < 0.5)
+    liner_lvl = float(np.clip(metal + rng.choice([-1, 1]) * uni(rng, [0.25, 0.5]), 0.0, 1.0))
+    lw = uni(rng, [0.7, 2.0])
+    y = max(top_y, 0.0) + uni(rng, [0.0, 0.08]) * span
+    levels = []
+    for i in range(nlev):
+        p = pitches[i]
+        t = bands[i] * uni(rng, [0.3, 0.55])
+        w = float(np.clip(p * uni(rng, [0.4, 0.7]), 3.0, p - 2.0))
+        xs = phase + p * np.arange(-np.ceil(phase / p) - 1, np.ceil(n / p) + 1)
+        keep = rng.random(len(xs)) >= 0.08
+        levels.append({"y": y, "t": t, "w": w, "xs": xs[keep]})
+        y += bands[i]
+    vias_geom = []
+
+    def metal_box(x0: float, y0: float, x1: float, y1: float) -> None:
+        if liner:
+            fill(mat, [_rect(x0 - lw, y0 - lw, x1 + lw, y1 + lw)], liner_lvl, ss)
+        fill(mat, [_rect(x0, y0, x1, y1)], metal, ss)
+
+    for i, lev in enumerate(levels):
+        below = levels[i + 1] if i + 1 < nlev else None
+        yt = lev["y"] + lev["t"]
+        yb = below["y"] if below else sub_y
+        for x in lev["xs"]:
+            if below is not None and np.min(np.abs(below["xs"] - x), initial=np.inf) > 0.5:
+                continue
+            if rng.random() > (0.7 if below is not None else 0.5) or yb - yt < 2:
+                continue
+            wt = min(lev["w"], below["w"] if below else lev["w"]) * uni(rng, [0.45, 0.85])
+            wb = wt * uni(rng, [0.7, 1.0])
+            metal_box(x - wt / 2, yt - 0.5, x + wt / 2, yb + 0.5)
+            vias_geom.append({"x": float(x), "yt": yt, "yb": yb, "wt": wt, "wb": wb})
+    for lev in levels:
+        for x in lev["xs"]:
+            metal_box(x - lev["w"] / 2, lev["y"], x + lev["w"] / 2, lev["y"] + lev["t"])
+    low = levels[-1]
+    params = {"variant": "stack", "levels": nlev, "pitches_px": pitches, "vias": len(vias_geom),
+              "metal_level": metal, "dielectric_level": diel, "liner": liner}
+    geom = {"vias": vias_geom, "diel": diel, "metal": metal, "padw": low["w"] / 2, "y1": low["y"],
+            "t1": low["t"], "top_y": top_y, "sub_y": sub_y}
+    return Scene(size, ss, mat, "xsection", "xsection", params, geom,
+                 tex_window=(metal - 0.05, metal + 0.05))
+
+
 def xsection(rng: np.random.Generator, sc: dict, size: int, ss: int, con: Constraints) -> Scene:
     """Cross-section of an interconnect stack: dielectric layers, metal lines, vias or trenches."""
+    if rng.random() < sc["xsec_stack_prob"]:
+        return _stack(rng, sc, size, ss, con)
     n = float(size)
     variant = ["via", "via", "trench", "pillar"][int(rng.integers(4))]
     if con.min_via_diam > 0 and variant == "trench":
@@ -305,9 +382,11 @@ def bumps(rng: np.random.Generator, sc: dict, size: int, ss: int, con: Constrain
     pad = uni(rng, [0.75, 1.0])
     imc = float(np.clip(solder + rng.choice([-1, 1]) * uni(rng, [0.15, 0.3]), 0.1, 1.0))
     bgeom = []
+    # pillar bumps and pads are cut as rounded rectangles, solder balls as ellipses
+    power = uni(rng, [2.5, 6.0]) if rng.random() < sc["bump_pillar_prob"] else 2.0
     for cx in cxs:
-        ry = h / 2 * uni(rng, [1.0, 1.35])
-        fill(mat, [ellipse_poly(cx, (yt + yb) / 2, W / 2, ry, 0.0, 48)], solder, ss)
+        ry = h / 2 * (uni(rng, [1.0, 1.35]) if power == 2.0 else uni(rng, [0.85, 1.05]))
+        fill(mat, [superellipse_poly(cx, (yt + yb) / 2, W / 2, ry, power, 48)], solder, ss)
         fill(mat, [np.array([[0, -1], [n, -1], [n, yt], [0, yt]])], chip, ss)
         fill(mat, [np.array([[0, yb], [n, yb], [n, n + 1], [0, n + 1]])], subs, ss)
         pw = W / 2 * uni(rng, [0.6, 0.9])
@@ -321,7 +400,8 @@ def bumps(rng: np.random.Generator, sc: dict, size: int, ss: int, con: Constrain
                                   np.stack([xs[::-1], inner[::-1]], 1)])
             fill(mat, [pts], pad if rng.random() < 0.5 else imc, ss)
         bgeom.append({"cx": cx, "rx": W / 2, "yt": yt, "yb": yb, "pw": pw, "tp": tp})
-    params = {"bumps": nb, "bump_width_px": W, "solder_level": solder, "background_level": bg}
+    params = {"bumps": nb, "bump_width_px": W, "solder_level": solder, "background_level": bg,
+              "shape_power": power}
     geom = {"bumps": bgeom, "solder": solder, "bg": bg}
     return Scene(size, ss, mat, "bumps", "xsection", params, geom,
                  tex_window=(solder - 0.02, solder + 0.02))

@@ -12,8 +12,13 @@ from synth.patterns import Scene
 from synth.recipe import loguni, uni
 
 
-def sample_sem(rng: np.random.Generator, sem: dict, size: int, scene_tex: dict) -> dict[str, Any]:
-    """Draw every image-formation parameter from the recipe's ``[sem]`` table."""
+def sample_sem(rng: np.random.Generator, sem: dict, size: int, scene_tex: dict,
+               view: str = "top") -> dict[str, Any]:
+    """Draw every image-formation parameter from the recipe's ``[sem]`` table.
+
+    Cross-section ``view``s are imaged at ``xsection_dose_gain`` times the dose: polished
+    cross-sections are usually recorded slowly, and look clean next to in-line top-down shots.
+    """
     strong = bool(rng.random() < sem["strong_blur_prob"])
     p: dict[str, Any] = {
         "background": uni(rng, sem["background"]),
@@ -37,6 +42,8 @@ def sample_sem(rng: np.random.Generator, sem: dict, size: int, scene_tex: dict) 
         "grain_px": loguni(rng, scene_tex["grain_px"]),
         "grain_kind": "voronoi" if rng.random() < 0.5 else "smooth",
     }
+    if view == "xsection":
+        p["dose"] *= loguni(rng, sem["xsection_dose_gain"])
     return p
 
 
