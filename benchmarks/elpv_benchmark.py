@@ -51,7 +51,10 @@ def _recipe(epochs: int, samples: int, seed: int, threads: int):
                        train_monolithic=False, calibration_per_class=64,
                        timing_seconds=0.2,
                        stage1=ModelRecipe(epochs=epochs, samples_per_epoch=samples,
-                                          lr=4e-3, label_smoothing=0.0))
+                                          lr=4e-3, label_smoothing=0.0,
+                                          # electroluminescence has one polarity: cracks
+                                          # and dead areas are always dark
+                                          augment={"p_invert": 0.0}))
 
 
 def subset_csv(train_dir: Path, fraction: float, seed: int, out: Path) -> Path:
@@ -111,6 +114,7 @@ def run_four(data: Path, *, mode: str, fraction: float, seed: int, bundle: Path,
     """Four-class variant: the stage-1 architecture with four outputs (argmax)."""
     import torch
 
+    from training.augment import AugmentConfig
     from training.data import load_dataset, stratified_split
     from training.models import ARCHITECTURES, TileNet, build_model
     from training.pipeline import init_checkpoints, load_checkpoint
@@ -152,7 +156,8 @@ def run_four(data: Path, *, mode: str, fraction: float, seed: int, bundle: Path,
     model.load_state_dict({**model.state_dict(), **state})
     t0 = time.perf_counter()
     res = fit(model, train.x, y, balanced_weights(y), binary=False,
-              config=FitConfig(epochs=epochs, samples_per_epoch=samples, seed=seed, lr=4e-3))
+              config=FitConfig(epochs=epochs, samples_per_epoch=samples, seed=seed, lr=4e-3,
+                                augment=AugmentConfig().with_overrides({"p_invert": 0.0})))
     with torch.no_grad():
         pred = predict_logits(model, test.x).argmax(axis=1)
     return {"mode": mode, "fraction": fraction, "seed": seed,

@@ -199,6 +199,15 @@ def _scan_or_raise(path, *, labels_csv=None, size: int, workers: int, console, w
     return found
 
 
+def _portable_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the working directory when it lies inside it (a manifest
+    should not carry the builder's home folder), else as given."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                  recipe: TrainRecipe | None = None, eval_sets: list[EvalSet] = (),
                  checkpoint_dir: str | os.PathLike | None = None, name: str = "custom",
@@ -530,7 +539,7 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         "eval_sets": {es.name: es.path.name for es in eval_sets},
         "gate_set": gate_set,
         "seed": r.seed,
-        "train_recipe": recipe_path or "built-in defaults",
+        "train_recipe": _portable_path(recipe_path) if recipe_path else "built-in defaults",
         "train_recipe_sha256": r.sha256(),
         "train_recipe_resolved": r.to_dict(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

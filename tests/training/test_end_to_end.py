@@ -237,3 +237,13 @@ def test_tflite_export_adds_gated_files_to_the_bundle(tiny_bundle, tiny_folder, 
         assert (bundle / "manifest.json").read_text() == before
         assert not list(bundle.glob("*.tflite"))
         assert any(row.get("pass") is False for row in report["parity"].values())
+
+
+def test_manifest_paths_are_relative_to_the_working_folder(tmp_path, monkeypatch):
+    from training.pipeline import _portable_path
+
+    inside = tmp_path / "recipes" / "default.toml"
+    monkeypatch.chdir(tmp_path)
+    assert _portable_path(inside) == "recipes/default.toml"
+    outside = tmp_path.parent / "elsewhere.toml"
+    assert _portable_path(outside) == str(outside)
