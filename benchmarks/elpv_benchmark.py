@@ -42,6 +42,8 @@ ANCHORS = {
     "four": "2023 lightweight CPU CNN: 83.5 % on the four probability classes",
 }
 TARGET_ACCURACY = 0.90
+# electroluminescence has one polarity: cracks and dead areas are always dark
+EL_AUGMENT = {"p_invert": 0.0}
 
 
 def _recipe(epochs: int, samples: int, seed: int, threads: int):
@@ -52,9 +54,7 @@ def _recipe(epochs: int, samples: int, seed: int, threads: int):
                        timing_seconds=0.2,
                        stage1=ModelRecipe(epochs=epochs, samples_per_epoch=samples,
                                           lr=4e-3, label_smoothing=0.0,
-                                          # electroluminescence has one polarity: cracks
-                                          # and dead areas are always dark
-                                          augment={"p_invert": 0.0}))
+                                          augment=EL_AUGMENT))
 
 
 def subset_csv(train_dir: Path, fraction: float, seed: int, out: Path) -> Path:
@@ -157,7 +157,7 @@ def run_four(data: Path, *, mode: str, fraction: float, seed: int, bundle: Path,
     t0 = time.perf_counter()
     res = fit(model, train.x, y, balanced_weights(y), binary=False,
               config=FitConfig(epochs=epochs, samples_per_epoch=samples, seed=seed, lr=4e-3,
-                                augment=AugmentConfig().with_overrides({"p_invert": 0.0})))
+                                augment=AugmentConfig().with_overrides(EL_AUGMENT)))
     with torch.no_grad():
         pred = predict_logits(model, test.x).argmax(axis=1)
     return {"mode": mode, "fraction": fraction, "seed": seed,
