@@ -26,7 +26,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-__all__ = ["AugmentConfig", "augment_batch"]
+__all__ = ["AugmentConfig", "augment_batch", "augment_batch_with_masks"]
 
 
 @dataclass(frozen=True)
@@ -98,21 +98,30 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return _blur_matrix(h, sigma, dev) @ x @ _blur_matrix(w, sigma, dev).T
 
 
-def _dihedral(x: torch.Tensor, gen: torch.Generator, groups: int = 4) -> torch.Tensor:
-    """One of the 8 symmetries (rot90 × flip) per group of consecutive samples.
+def _dihedral(x: torch.Tensor, gen: torch.Generator, groups: int = 4,
+              masks: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One of the 8 symmetries (rot90 × flip) per group of consecutive samples, applied
+    alike to ``masks`` (``[B, 1, g, g]`` cell maps of the same tiles) when given.
 
     Whole-group transforms avoid per-sample indexing; the sampler already shuffles, so
     group membership is random.
     """
-    parts = []
-    for chunk in torch.chunk(x, groups):
+    parts, mparts = [], []
+    mchunks = torch.chunk(masks, groups) if masks is not None else None
+    for i, chunk in enumerate(torch.chunk(x, groups)):
+        m = mchunks[i] if mchunks is not None else None
         k = int(torch.randint(0, 4, (1,), generator=gen, device=gen.device))
         if k:
             chunk = torch.rot90(chunk, k, dims=(2, 3))
+            m = torch.rot90(m, k, dims=(2, 3)) if m is not None else None
         if bool(torch.rand(1, generator=gen, device=gen.device) < 0.5):
             chunk = torch.flip(chunk, dims=(3,))
+            m = torch.flip(m, dims=(3,)) if m is not None else None
         parts.append(chunk)
-    return torch.cat(parts).contiguous()
+        mparts.append(m)
+    return (torch.cat(parts).contiguous(),
+            torch.cat(mparts).contiguous() if masks is not None else None)
 
 
 def _renormalize(x: torch.Tensor) -> torch.Tensor:
@@ -130,9 +139,20 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator,
     """Return an augmented float32 copy of ``x`` (``[B, 1, S, S]``, values in [0, 1]).
 
     ``gen`` must live on ``x``'s device (a CUDA generator for a CUDA batch)."""
+    return augment_batch_with_masks(x, gen, config)[0]
+
+
+def augment_batch_with_masks(x: torch.Tensor, gen: torch.Generator,
+                             config: AugmentConfig = AugmentConfig(),
+                             masks: torch.Tensor | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`augment_batch`, also returning ``masks`` (``[B, 1, g, g]`` per-cell defect
+    maps of the same tiles, ``g`` dividing ``S``) under the same symmetries. The other
+    steps keep the geometry (resampling goes down and back up to ``S``), so the cells
+    stay where they were. Same random draws as without masks."""
     x = x.float()
     n, _, h, w = x.shape
-    x = _dihedral(x, gen)
+    x, masks = _dihedral(x, gen, masks=masks)
 
     inv = torch.nonzero(_mask(n, config.p_invert, gen)).flatten()
     if len(inv):
@@ -179,5 +199,5 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator,
         x[noisy] = sub + sigma * shot * torch.randn(sub.shape, generator=gen, device=x.device)
 
     if config.renormalize:
-        return _renormalize(x)
-    return x.clamp(0.0, 1.0)
+        return _renormalize(x), masks
+    return x.clamp(0.0, 1.0), masks

@@ -45,6 +45,9 @@ class Architecture:
     max_params: int
     stem_stride: int = 2
     aux_outputs: int = 0  # a training-only head (e.g. the 8 labels behind a binary target)
+    # a training-only 1×1 conv on the last feature map, trained on where the defect is:
+    # 1 output = "a defect in this cell" (BCE); k > 1 = background or one of k - 1 classes
+    dense_outputs: int = 0
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -54,13 +57,16 @@ ARCHITECTURES: dict[str, Architecture] = {
     # +0.11 held-out AUC at the same budget in the recipe sweep, docs/training.md)
     "stage1": Architecture("stage1", stem=16, outputs=1, max_params=100_000, stem_stride=4,
                            stages=((24, 0, 2), (32, 1, 2), (48, 1, 2), (64, 1, 1)),
-                           aux_outputs=8),
+                           aux_outputs=8, dense_outputs=1),
     "stage2": Architecture("stage2", stem=24, outputs=6, max_params=1_500_000,
                            stages=((32, 0, 2), (64, 1, 2), (128, 2, 2), (192, 2, 2))),
     "monolithic": Architecture("monolithic", stem=24, outputs=7, max_params=1_500_000,
                                stages=((32, 0, 2), (64, 1, 2), (128, 2, 2), (192, 2, 2))),
 }
 """Model name → layout; ``stage2`` and ``monolithic`` differ only in their outputs."""
+
+TRAINING_ONLY = ("aux.", "dense.")
+"""State-dict prefixes of the heads that only training uses (never exported)."""
 
 
 class ConvBNReLU(nn.Sequential):
@@ -140,18 +146,31 @@ class TileNet(nn.Module):
         self.head = nn.Linear(2 * cin, arch.outputs)
         # not part of forward(), so never exported: only its gradients reach the features
         self.aux = nn.Linear(2 * cin, arch.aux_outputs) if arch.aux_outputs else None
+        # training-only too: one logit per feature cell, trained on where the defect is
+        self.dense = nn.Conv2d(cin, arch.dense_outputs, 1) if arch.dense_outputs else None
+
+    def _pool(self, f: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.avg(f), self.max(f)], dim=1).flatten(1)
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.features(x)
-        return torch.cat([self.avg(f), self.max(f)], dim=1).flatten(1)
+        return self._pool(self.features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pooled(x))
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(outputs, aux outputs)``; the second is ``None`` without an aux head."""
-        p = self.pooled(x)
-        return self.head(p), (self.aux(p) if self.aux is not None else None)
+        out, aux, _ = self.forward_training(x)
+        return out, aux
+
+    def forward_training(self, x: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``(outputs, aux outputs, dense cell logits [N, k, g, g])``; the training-only
+        heads a model lacks give ``None``."""
+        f = self.features(x)
+        p = self._pool(f)
+        return (self.head(p), self.aux(p) if self.aux is not None else None,
+                self.dense(f) if self.dense is not None else None)
 
 
 def build_model(name: str) -> TileNet:
@@ -173,10 +192,10 @@ def build_model(name: str) -> TileNet:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters that are deployed (a training-only ``aux`` head is
-    not exported, so it is not counted)."""
+    """Number of trainable parameters that are deployed (the training-only ``aux`` and
+    ``dense`` heads are not exported, so they are not counted)."""
     return sum(p.numel() for name, p in model.named_parameters()
-               if p.requires_grad and not name.startswith("aux."))
+               if p.requires_grad and not name.startswith(TRAINING_ONLY))
 
 
 def count_macs(model: nn.Module, size: int = 224) -> int:

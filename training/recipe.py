@@ -53,6 +53,7 @@ class ModelRecipe:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     label_smoothing: float = 0.05
+    dense_weight: float = 1.0  # the dense cell head's loss weight (models with one; 0: off)
     augment: dict = field(default_factory=dict)  # this model's overrides of [augment]
 
 
@@ -81,6 +82,7 @@ class TrainRecipe:
     stage2: ModelRecipe = field(default_factory=lambda: ModelRecipe(epochs=8, lr=3e-3))
     monolithic: ModelRecipe = field(default_factory=lambda: ModelRecipe(epochs=8, lr=3e-3))
     train_monolithic: bool = True
+    concurrent_stage1: bool = False  # stage 1 in its own thread beside stage 2 (2 cores)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict:

@@ -25,6 +25,7 @@ class FitConfig:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.05
     aux_weight: float = 0.5  # weight of the aux head's cross-entropy (models with one)
+    dense_weight: float = 1.0  # weight of the dense head's per-cell BCE (models with one)
     seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -74,20 +75,24 @@ def balanced_weights(groups: np.ndarray, group_share: dict[int, float] | None = 
 
 def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
         binary: bool, config: FitConfig, progress=None, description: str = "training",
-        device: str = "cpu", aux_targets: np.ndarray | None = None) -> FitResult:
+        device: str = "cpu", aux_targets: np.ndarray | None = None,
+        dense_targets: np.ndarray | None = None) -> FitResult:
     """Train ``model`` in place on cached tiles ``x`` (``[N, 1, S, S]``, float16/32).
 
     ``targets``: 0/1 for a binary model (one logit, BCE), class index otherwise (CE with
     label smoothing). ``weights``: per-sample sampling weights (``balanced_weights``).
     ``aux_targets``: class indices for the model's aux head (-100: no class), if it has
     one; its cross-entropy is added with weight ``config.aux_weight``.
+    ``dense_targets``: ``uint8 [N, g, g]`` cell maps for the model's dense head
+    (``training.cell_masks``: 0/1, 255 = unknown), if it has one; the BCE over the known
+    cells is added with weight ``config.dense_weight``.
     ``device``: where the model and augmentation run ("cpu", or "cuda" where available;
     the model is moved back to the CPU at the end).
     """
     import torch  # noqa: PLC0415
     import torch.nn.functional as F  # noqa: PLC0415
 
-    from training.augment import augment_batch  # noqa: PLC0415
+    from training.augment import augment_batch_with_masks  # noqa: PLC0415
 
     n = len(targets)
     if n == 0:
@@ -112,6 +117,10 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
     use_aux = aux_targets is not None and getattr(model, "aux", None) is not None
     aux_all = (torch.as_tensor(np.asarray(aux_targets), dtype=torch.int64).to(device)
                if use_aux else None)
+    use_dense = (dense_targets is not None and config.dense_weight > 0
+                 and getattr(model, "dense", None) is not None)
+    dense_all = (torch.from_numpy(np.ascontiguousarray(dense_targets)).unsqueeze(1)
+                 if use_dense else None)
     task = progress.add_task(description, total=total_steps) if progress is not None else None
     history: list[dict[str, float]] = []
     start = time.perf_counter()
@@ -122,11 +131,14 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
         for step in range(steps):
             idx = idx_all[step * config.batch_size:(step + 1) * config.batch_size]
             xb = torch.from_numpy(x[idx.numpy()]).to(device, non_blocking=True)
-            xb = augment_batch(xb, aug_gen, config.augment).contiguous(
-                memory_format=torch.channels_last)
+            mb = dense_all[idx].to(device) if use_dense else None
+            xb, mb = augment_batch_with_masks(xb, aug_gen, config.augment, mb)
+            xb = xb.contiguous(memory_format=torch.channels_last)
             idx_dev = idx.to(device)
             yb = y_all[idx_dev]
-            out, aux_out = model.forward_with_aux(xb) if use_aux else (model(xb), None)
+            out, aux_out, dense_out = (model.forward_training(xb) if use_aux or use_dense
+                                       else (model(xb), None, None))
+            aux_out = aux_out if use_aux else None
             if binary:
                 out = out[:, 0]
                 loss = F.binary_cross_entropy_with_logits(out, yb)
@@ -137,6 +149,8 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
             if aux_out is not None:
                 loss = loss + config.aux_weight * F.cross_entropy(
                     aux_out, aux_all[idx_dev], ignore_index=-100)
+            if use_dense:
+                loss = loss + config.dense_weight * _dense_loss(dense_out, mb, description)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -154,6 +168,24 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
     model.to(memory_format=torch.contiguous_format)
     samples = total_steps * config.batch_size
     return FitResult(history, samples / seconds if seconds > 0 else 0.0, seconds, samples)
+
+
+def _dense_loss(logits, cells, description: str):
+    """Per-cell loss over the known cells: BCE for a 1-channel map (cells 0/1), else
+    cross-entropy (cells 0 = background, ``c`` = class ``c - 1``)."""
+    import torch.nn.functional as F  # noqa: PLC0415
+
+    from training.cell_masks import UNKNOWN  # noqa: PLC0415
+
+    if logits.shape[-2:] != cells.shape[-2:]:
+        raise ValueError(f"{description}: dense targets are {tuple(cells.shape[-2:])} "
+                         f"cells, the model's map is {tuple(logits.shape[-2:])}")
+    known = cells[:, 0] != UNKNOWN
+    if not bool(known.any()):
+        return logits.sum() * 0.0
+    if logits.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(logits[:, 0][known], cells[:, 0][known].float())
+    return F.cross_entropy(logits.permute(0, 2, 3, 1)[known], cells[:, 0][known].long())
 
 
 def predict_logits(model, x: np.ndarray, *, batch_size: int = 128) -> np.ndarray:

@@ -1,0 +1,173 @@
+"""Stage 1's training-only dense head: cell targets from synth's masks, masks that
+follow the augmentation, a head that trains and is never exported; concurrent fits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from synth.compose import rle_encode  # noqa: E402
+from training.augment import AugmentConfig, augment_batch, augment_batch_with_masks  # noqa: E402
+from training.cell_masks import UNKNOWN, cell_targets, read_masks  # noqa: E402
+from training.models import build_model, count_parameters  # noqa: E402
+
+ONLY_SYMMETRIES = AugmentConfig(p_invert=0.0, p_resample=0.0, p_blur=0.0, p_gamma=0.0,
+                                p_contrast=0.0, p_noise=0.0, renormalize=False)
+
+
+def _mask(size: int, rows: slice, cols: slice) -> dict:
+    m = np.zeros((size, size), bool)
+    m[rows, cols] = True
+    return rle_encode(m)
+
+
+def test_cell_targets_mark_the_cells_the_mask_covers():
+    masks = {"/d/crack/a.png": _mask(64, slice(0, 17), slice(40, 64)),  # (0,2),(0,3); 1 row of (1,*)
+             "/d/void/tiny.png": _mask(64, slice(17, 19), slice(33, 35))}  # 4 px in (1,2)
+    cells = cell_targets(["/d/crack/a.png", "/d/void/tiny.png"], np.array([6, 4]), masks,
+                         size=64, grid=4, min_pixels=8)
+    # (1,2) has 8 px of it (one row), (1,3) 16 px: both count; min_pixels=8
+    assert cells[0].tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]]
+    # a defect smaller than min_pixels still marks the cell it is in
+    assert np.argwhere(cells[1] == 1).tolist() == [[1, 2]]
+
+
+def test_cell_targets_are_unknown_without_a_mask_and_zero_for_normals():
+    masks = {"/d/open/big.png": _mask(128, slice(0, 8), slice(0, 8))}  # not a 64-px tile
+    cells = cell_targets(["/d/normal/n.png", "/d/open/x.png", "/d/open/big.png"],
+                         np.array([0, 2, 2]), masks, size=64, grid=4)
+    assert (cells[0] == 0).all()
+    assert (cells[1] == UNKNOWN).all() and (cells[2] == UNKNOWN).all()
+    with pytest.raises(ValueError, match="does not divide"):
+        cell_targets([], np.array([]), {}, size=64, grid=5)
+
+
+def test_read_masks_keys_are_absolute_image_paths(tmp_path):
+    import json
+
+    rows = [{"path": "crack/c.png", "mask_rle": _mask(8, slice(0, 2), slice(0, 2))},
+            {"path": "normal/n.png", "mask_rle": None}]
+    (tmp_path / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    found = read_masks(tmp_path)
+    assert list(found) == [str((tmp_path / "crack" / "c.png").resolve())]
+    assert read_masks(tmp_path / "nowhere") == {}
+
+
+def test_masks_follow_the_tile_under_every_symmetry():
+    # tile k has a bright 16×16 block in cell (k % 4, k // 4); its mask marks that cell
+    n, size, grid = 16, 64, 4
+    x = torch.zeros(n, 1, size, size)
+    m = torch.zeros(n, 1, grid, grid, dtype=torch.uint8)
+    for k in range(n):
+        r, c = k % 4, k // 4
+        x[k, 0, r * 16:(r + 1) * 16, c * 16:(c + 1) * 16] = 1.0
+        m[k, 0, r, c] = 1
+    for seed in range(6):
+        xa, ma = augment_batch_with_masks(x, torch.Generator().manual_seed(seed),
+                                          ONLY_SYMMETRIES, m)
+        bright = xa.reshape(n, grid, 16, grid, 16).mean(dim=(2, 4)) > 0.5
+        assert torch.equal(bright, ma[:, 0].bool())
+
+
+def test_masks_do_not_change_the_random_draws():
+    x = torch.rand(16, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    m = torch.zeros(16, 1, 2, 2, dtype=torch.uint8)
+    a = augment_batch(x, torch.Generator().manual_seed(3))
+    b, _ = augment_batch_with_masks(x, torch.Generator().manual_seed(3), AugmentConfig(), m)
+    assert torch.equal(a, b)
+
+
+def _tiny_fit(model, *, dense, description="stage1", weight_decay=1e-4):
+    from training.train_loop import FitConfig, fit
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(32, 1, 64, 64, generator=g).numpy()
+    labels = np.arange(32) % 2
+    return fit(model, x, labels.astype(np.float32), np.ones(32), binary=True,
+               config=FitConfig(epochs=1, samples_per_epoch=32, batch_size=16, seed=1,
+                                weight_decay=weight_decay),
+               dense_targets=dense, description=description)
+
+
+def test_dense_head_trains_but_is_not_exported(tmp_path):
+    from training.export.onnx import export_onnx
+
+    model = build_model("stage1")
+    assert model.dense is not None and model.dense.out_channels == 1
+    dense = np.zeros((32, 2, 2), np.uint8)
+    dense[1::2, 0, 0] = 1  # the "defective" tiles have their defect in one cell
+    before = model.dense.weight.detach().clone()
+    _tiny_fit(model, dense=dense)
+    assert not torch.equal(model.dense.weight, before)
+    shapes = [list(t.dims) for t in onnx.load(str(export_onnx(model, tmp_path / "s1.onnx",
+                                                              size=64))).graph.initializer]
+    assert [1, 64, 1, 1] not in shapes
+    deployed = sum(p.numel() for n, p in model.named_parameters()
+                   if not n.startswith(("aux.", "dense.")))
+    assert count_parameters(model) == deployed
+
+
+def test_unknown_cells_give_the_dense_head_no_gradient():
+    model = build_model("stage1")
+    before = model.dense.weight.detach().clone()
+    # (no weight decay: AdamW would shrink the weights without any gradient)
+    _tiny_fit(model, dense=np.full((32, 2, 2), UNKNOWN, np.uint8), weight_decay=0.0)
+    assert torch.equal(model.dense.weight, before)
+
+
+def test_dense_targets_of_another_grid_are_refused():
+    with pytest.raises(ValueError, match="cells"):
+        _tiny_fit(build_model("stage1"), dense=np.zeros((32, 3, 3), np.uint8))
+
+
+def test_class_coded_cells_train_a_multi_class_dense_head():
+    from dataclasses import replace
+
+    import training.models as models
+    from training.pipeline import _dense_targets
+    from training.train_loop import FitConfig, fit
+
+    arch = replace(models.ARCHITECTURES["stage2"], dense_outputs=7)
+    model = models.TileNet(arch)
+    masks = {f"/d/{k}.png": _mask(64, slice(0, 10), slice(0, 10)) for k in range(12)}
+    labels = np.arange(12) % 6 + 1
+    cells = _dense_targets(model, [f"/d/{k}.png" for k in range(12)], labels, masks, 64)
+    assert cells.shape == (12, 2, 2)
+    assert cells[:, 0, 0].tolist() == labels.tolist() and (cells[:, 1, 1] == 0).all()
+    before = model.dense.weight.detach().clone()
+    x = torch.rand(12, 1, 64, 64).numpy()
+    fit(model, x, labels - 1, np.ones(12), binary=False,
+        config=FitConfig(epochs=1, samples_per_epoch=12, batch_size=12), dense_targets=cells)
+    assert not torch.equal(model.dense.weight, before)
+
+
+def test_concurrent_fits_equal_sequential_ones_at_the_same_threads():
+    from training.pipeline import _run_fits
+
+    def jobs():
+        torch.manual_seed(0)
+        a, b = build_model("stage1"), build_model("stage1")
+        return {"stage1": lambda: (_tiny_fit(a, dense=None), a)[1],
+                "stage2": lambda: (_tiny_fit(b, dense=None, description="other"), b)[1]}
+
+    torch.set_num_threads(1)
+    seq = _run_fits(jobs(), concurrent=False, threads=1)
+    par = _run_fits(jobs(), concurrent=True, threads=1)
+    assert list(par) == ["stage1", "stage2"]
+    for name in seq:
+        for (k, v), w in zip(seq[name].state_dict().items(), par[name].state_dict().values()):
+            assert torch.equal(v, w), (name, k)
+
+
+def test_a_failing_stage1_thread_fails_the_run():
+    from training.pipeline import _run_fits
+
+    def boom():
+        raise RuntimeError("stage 1 broke")
+
+    with pytest.raises(RuntimeError, match="stage 1 broke"):
+        _run_fits({"stage1": boom, "stage2": lambda: 2}, concurrent=True, threads=2)
+    assert torch.get_num_threads() == 2
