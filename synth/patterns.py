@@ -262,6 +262,14 @@ def _stack(rng: np.random.Generator, sc: dict, size: int, ss: int, con: Constrai
             fill(mat, [_rect(x0 - lw, y0 - lw, x1 + lw, y1 + lw)], liner_lvl, ss)
         fill(mat, [_rect(x0, y0, x1, y1)], metal, ss)
 
+    def tapered_via(x: float, yt: float, yb: float, wt: float, wb: float) -> None:
+        def trapezoid(pad: float) -> np.ndarray:
+            return np.array([[x - wt / 2 - pad, yt - 0.5 - pad], [x + wt / 2 + pad, yt - 0.5 - pad],
+                             [x + wb / 2 + pad, yb + 0.5 + pad], [x - wb / 2 - pad, yb + 0.5 + pad]])
+        if liner:
+            fill(mat, [trapezoid(lw)], liner_lvl, ss)
+        fill(mat, [trapezoid(0.0)], metal, ss)
+
     for i, lev in enumerate(levels):
         below = levels[i + 1] if i + 1 < nlev else None
         yt = lev["y"] + lev["t"]
@@ -273,7 +281,7 @@ def _stack(rng: np.random.Generator, sc: dict, size: int, ss: int, con: Constrai
                 continue
             wt = min(lev["w"], below["w"] if below else lev["w"]) * uni(rng, [0.45, 0.85])
             wb = wt * uni(rng, [0.7, 1.0])
-            metal_box(x - wt / 2, yt - 0.5, x + wt / 2, yb + 0.5)
+            tapered_via(x, yt, yb, wt, wb)
             vias_geom.append({"x": float(x), "yt": yt, "yb": yb, "wt": wt, "wb": wb})
     for lev in levels:
         for x in lev["xs"]:
