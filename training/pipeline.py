@@ -183,6 +183,8 @@ def _dense_targets(model, paths: list[str], labels: np.ndarray, masks: dict[str,
 
     if getattr(model, "dense", None) is None or not masks:
         return None
+    # (the probe runs in training mode, as the shipped bundle was built: it counts one
+    # BatchNorm batch, whose running statistics thousands of training steps overwrite)
     with torch.no_grad():
         grid = int(model.features(torch.zeros(1, 1, size, size)).shape[-1])
     cells = cell_targets(paths, labels, masks, size=size, grid=grid)
