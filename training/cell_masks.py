@@ -14,14 +14,13 @@ A ``normal`` image has no defect anywhere, whatever its source, so its cells are
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from synth.compose import rle_decode
+from training.data import manifest_rows
 
 __all__ = ["UNKNOWN", "cell_targets", "read_masks"]
 
@@ -31,24 +30,15 @@ UNKNOWN = 255
 def read_masks(root: str | os.PathLike) -> dict[str, dict]:
     """``{absolute image path: mask_rle}`` from ``root/manifest.jsonl`` (empty if none)."""
     root = Path(root)
-    found: dict[str, dict] = {}
-    manifest = root / "manifest.jsonl"
-    if not manifest.is_file():
-        return found
-    with open(manifest, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict) and isinstance(row.get("mask_rle"), dict) and "path" in row:
-                found[os.path.abspath(root / row["path"])] = row["mask_rle"]
-    return found
+    return {os.path.abspath(root / row["path"]): row["mask_rle"] for row in manifest_rows(root)
+            if isinstance(row.get("mask_rle"), dict) and "path" in row}
 
 
 def cell_targets(paths: Sequence[str], labels: np.ndarray, masks: dict[str, dict], *,
                  size: int, grid: int, min_pixels: int = 8) -> np.ndarray:
     """``uint8 [N, grid, grid]`` cell maps for ``paths`` (label 0 = normal)."""
+    from synth.compose import rle_decode  # noqa: PLC0415 - synth imports OpenCV
+
     if size % grid:
         raise ValueError(f"a {grid}×{grid} cell grid does not divide a {size}-px tile")
     cell = size // grid

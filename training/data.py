@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +43,7 @@ __all__ = [
     "discover",
     "load_dataset",
     "load_tile",
+    "manifest_rows",
     "recipe_of",
     "stratified_split",
 ]
@@ -217,19 +218,28 @@ def recipe_of(root: PathLike) -> dict[str, object]:
                 continue
             if isinstance(data, dict):
                 found.update(_recipe_keys(data))
-    mf = root / "manifest.jsonl"
-    if not found and mf.is_file():
-        with open(mf, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(row, dict):
-                    found.update(_recipe_keys(row))
-                    if found:
-                        break
+    if not found:
+        for row in manifest_rows(root):
+            found.update(_recipe_keys(row))
+            if found:
+                break
     return found
+
+
+def manifest_rows(root: PathLike) -> Iterator[dict]:
+    """The JSON objects of ``root/manifest.jsonl`` (written by ``semedge synth``), one per
+    image; unparsable lines are skipped, a missing file yields nothing."""
+    manifest = Path(root) / "manifest.jsonl"
+    if not manifest.is_file():
+        return
+    with open(manifest, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                yield row
 
 
 def _recipe_keys(data: dict) -> dict[str, object]:

@@ -45,9 +45,7 @@ class Architecture:
     max_params: int
     stem_stride: int = 2
     aux_outputs: int = 0  # a training-only head (e.g. the 8 labels behind a binary target)
-    # a training-only 1×1 conv on the last feature map, trained on where the defect is:
-    # 1 output = "a defect in this cell" (BCE); k > 1 = background or one of k - 1 classes
-    dense_outputs: int = 0
+    dense_head: bool = False  # a training-only 1×1 conv: "a defect in this cell", per cell
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -57,7 +55,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     # +0.11 held-out AUC at the same budget in the recipe sweep, docs/training.md)
     "stage1": Architecture("stage1", stem=16, outputs=1, max_params=100_000, stem_stride=4,
                            stages=((24, 0, 2), (32, 1, 2), (48, 1, 2), (64, 1, 1)),
-                           aux_outputs=8, dense_outputs=1),
+                           aux_outputs=8, dense_head=True),
     "stage2": Architecture("stage2", stem=24, outputs=6, max_params=1_500_000,
                            stages=((32, 0, 2), (64, 1, 2), (128, 2, 2), (192, 2, 2))),
     "monolithic": Architecture("monolithic", stem=24, outputs=7, max_params=1_500_000,
@@ -147,7 +145,7 @@ class TileNet(nn.Module):
         # not part of forward(), so never exported: only its gradients reach the features
         self.aux = nn.Linear(2 * cin, arch.aux_outputs) if arch.aux_outputs else None
         # training-only too: one logit per feature cell, trained on where the defect is
-        self.dense = nn.Conv2d(cin, arch.dense_outputs, 1) if arch.dense_outputs else None
+        self.dense = nn.Conv2d(cin, 1, 1) if arch.dense_head else None
 
     def _pool(self, f: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.avg(f), self.max(f)], dim=1).flatten(1)
@@ -158,14 +156,9 @@ class TileNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pooled(x))
 
-    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(outputs, aux outputs)``; the second is ``None`` without an aux head."""
-        out, aux, _ = self.forward_training(x)
-        return out, aux
-
     def forward_training(self, x: torch.Tensor
                          ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """``(outputs, aux outputs, dense cell logits [N, k, g, g])``; the training-only
+        """``(outputs, aux outputs, dense cell logits [N, 1, g, g])``; the training-only
         heads a model lacks give ``None``."""
         f = self.features(x)
         p = self._pool(f)

@@ -173,10 +173,8 @@ def _run_fits(jobs: dict, *, concurrent: bool, threads: int) -> dict:
 
 def _dense_targets(model, paths: list[str], labels: np.ndarray, masks: dict[str, dict],
                    size: int) -> np.ndarray | None:
-    """Cell maps for a model's training-only dense head (``training.cell_masks``), coded
-    for its output: 0/1 for one channel, else 0 = background and the label (``CLASSES``
-    index, ≥ 1) in the defect's cells. ``None`` when the model has no dense head or no
-    training image has a known mask."""
+    """Cell maps for a model's training-only dense head (``training.cell_masks``);
+    ``None`` when the model has no dense head or no training image has a known mask."""
     import torch  # noqa: PLC0415
 
     from training.cell_masks import UNKNOWN, cell_targets  # noqa: PLC0415
@@ -190,9 +188,6 @@ def _dense_targets(model, paths: list[str], labels: np.ndarray, masks: dict[str,
     cells = cell_targets(paths, labels, masks, size=size, grid=grid)
     if not (cells[labels != 0] != UNKNOWN).any():
         return None
-    if model.dense.out_channels > 1:
-        lab = np.asarray(labels).reshape(-1, 1, 1)
-        cells = np.where(cells == 1, lab, cells).astype(np.uint8)
     return cells
 
 
@@ -440,7 +435,6 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         # ---- 2. models
         masks = read_masks(data_dir)  # synth's defect masks, for the dense heads
         models: dict = {}
-        fits: dict = {}
         specs = {
             "stage1": (np.ones(len(train), bool), (train.y != 0).astype(np.float32),
                        balanced_weights(train.y, {0: 0.5}), True),

@@ -171,8 +171,7 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
 
 
 def _dense_loss(logits, cells, description: str):
-    """Per-cell loss over the known cells: BCE for a 1-channel map (cells 0/1), else
-    cross-entropy (cells 0 = background, ``c`` = class ``c - 1``)."""
+    """Per-cell BCE over the known cells (0/1; ``UNKNOWN`` cells are skipped)."""
     import torch.nn.functional as F  # noqa: PLC0415
 
     from training.cell_masks import UNKNOWN  # noqa: PLC0415
@@ -183,9 +182,7 @@ def _dense_loss(logits, cells, description: str):
     known = cells[:, 0] != UNKNOWN
     if not bool(known.any()):
         return logits.sum() * 0.0
-    if logits.shape[1] == 1:
-        return F.binary_cross_entropy_with_logits(logits[:, 0][known], cells[:, 0][known].float())
-    return F.cross_entropy(logits.permute(0, 2, 3, 1)[known], cells[:, 0][known].long())
+    return F.binary_cross_entropy_with_logits(logits[:, 0][known], cells[:, 0][known].float())
 
 
 def predict_logits(model, x: np.ndarray, *, batch_size: int = 128) -> np.ndarray:

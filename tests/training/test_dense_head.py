@@ -123,27 +123,6 @@ def test_dense_targets_of_another_grid_are_refused():
         _tiny_fit(build_model("stage1"), dense=np.zeros((32, 3, 3), np.uint8))
 
 
-def test_class_coded_cells_train_a_multi_class_dense_head():
-    from dataclasses import replace
-
-    import training.models as models
-    from training.pipeline import _dense_targets
-    from training.train_loop import FitConfig, fit
-
-    arch = replace(models.ARCHITECTURES["stage2"], dense_outputs=7)
-    model = models.TileNet(arch)
-    masks = {f"/d/{k}.png": _mask(64, slice(0, 10), slice(0, 10)) for k in range(12)}
-    labels = np.arange(12) % 6 + 1
-    cells = _dense_targets(model, [f"/d/{k}.png" for k in range(12)], labels, masks, 64)
-    assert cells.shape == (12, 2, 2)
-    assert cells[:, 0, 0].tolist() == labels.tolist() and (cells[:, 1, 1] == 0).all()
-    before = model.dense.weight.detach().clone()
-    x = torch.rand(12, 1, 64, 64).numpy()
-    fit(model, x, labels - 1, np.ones(12), binary=False,
-        config=FitConfig(epochs=1, samples_per_epoch=12, batch_size=12), dense_targets=cells)
-    assert not torch.equal(model.dense.weight, before)
-
-
 def test_concurrent_fits_equal_sequential_ones_at_the_same_threads():
     from training.pipeline import _run_fits
 
