@@ -24,12 +24,14 @@ from edge.classes import CLASSES
 
 OPSET = 17
 
-ARCHITECTURES: dict[str, tuple[int, tuple[tuple[int, int, int], ...]]] = {
-    "stage1": (12, ((20, 0, 2), (32, 1, 2), (48, 1, 2), (64, 1, 2))),
-    "stage2": (24, ((32, 0, 2), (64, 1, 2), (128, 2, 2), (192, 2, 2))),
+ARCHITECTURES: dict[str, tuple[int, int, tuple[tuple[int, int, int], ...]]] = {
+    "stage1": (16, 4, ((24, 0, 2), (32, 1, 2), (48, 1, 2), (64, 1, 1))),
+    "stage2": (32, 4, ((48, 0, 2), (96, 1, 2), (160, 2, 2), (192, 2, 1))),
 }
-"""``stem, ((channels, residual blocks, stride), ...)`` — the layouts of
-``training/models.py`` (TileNet, BatchNorm folded), so benchmark costs are realistic."""
+"""``stem channels, stem kernel (= stride; 4: a patch stem, 2: a padded 3×3 conv),
+((channels, residual blocks, stride), ...)`` — the layouts of ``training/models.py``
+(TileNet, BatchNorm folded; ``test_factory_layouts_match_the_training_models``), so
+benchmark costs are realistic."""
 
 
 class _Graph:
@@ -43,7 +45,7 @@ class _Graph:
         return f"{prefix}{self.n}"
 
     def conv(self, x: str, cin: int, cout: int, k: int = 3, stride: int = 1,
-             groups: int = 1, relu: bool = True) -> str:
+             groups: int = 1, relu: bool = True, pad: int | None = None) -> str:
         w, b, y = self.name("w"), self.name("b"), self.name("conv")
         fan_in = cin // groups * k * k
         weight = self.rng.normal(0, np.sqrt(2.0 / fan_in), (cout, cin // groups, k, k))
@@ -51,7 +53,7 @@ class _Graph:
                        numpy_helper.from_array(np.zeros(cout, np.float32), b)]
         self.nodes.append(helper.make_node(
             "Conv", [x, w, b], [y], kernel_shape=[k, k], strides=[stride, stride],
-            pads=[k // 2] * 4, group=groups, name=y))
+            pads=[k // 2 if pad is None else pad] * 4, group=groups, name=y))
         if not relu:
             return y
         r = self.name("relu")
@@ -60,8 +62,12 @@ class _Graph:
 
     def tilenet(self, x: str, arch: str) -> tuple[str, int]:
         """Stem, stages of downsample + residual blocks, avg+max pooling → ``[N, 2C]``."""
-        stem, stages = ARCHITECTURES[arch]
-        h, cin = self.conv(x, 1, stem, 3, 2), stem
+        stem, stem_stride, stages = ARCHITECTURES[arch]
+        if stem_stride == 2:
+            h = self.conv(x, 1, stem, 3, 2)
+        else:
+            h = self.conv(x, 1, stem, stem_stride, stem_stride, pad=0)
+        cin = stem
         for i, (cout, blocks, stride) in enumerate(stages):
             if i == 0:
                 h = self.conv(h, cin, cout, 3, stride)
