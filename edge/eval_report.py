@@ -92,6 +92,12 @@ def print_scorecard(card: Scorecard, console: Console, *, worst: int = 8) -> Non
     t.add_row(_f(s1["recall"]), _f(s1["precision"]), _f(s1["specificity"]),
               str(s1["tp"]), str(s1["fn"]), str(s1["tn"]), str(s1["fp"]))
     console.print(t)
+    rank = s1["ranking"]
+    at = " / ".join(f"{float(r) * 100:.0f} %" for r in rank["specificity_at_recall"])
+    spec = " / ".join(_f(v) for v in rank["specificity_at_recall"].values())
+    console.print(f"stage 1 threshold-free (highest tile score per image): ROC AUC "
+                  f"{_f(rank['roc_auc'])}; specificity at {at} recall: {spec}",
+                  highlight=False)
 
     e2e, given = card.stage2["end_to_end"], card.stage2["given_flagged"]
     t = Table(title="stage 2 on taxonomy defects: end to end (a missed defect or unknown is "

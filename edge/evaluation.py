@@ -415,6 +415,21 @@ def _stage2_block(preds: Sequence[Prediction]) -> dict[str, Any]:
     }
 
 
+RANKING_RECALLS = (0.90, 0.95, 0.99)
+"""Recalls at which ``stage1.ranking`` reports the specificity a threshold would give."""
+
+
+def _stage1_ranking(ok: Sequence[Prediction]) -> dict[str, Any]:
+    """Threshold-free stage-1 quality: how well the image's highest stage-1 score ranks
+    defects above normals, whatever the bundle's threshold."""
+    scored = [p for p in ok if math.isfinite(p.stage1_score)]
+    truth = np.array([p.defective for p in scored], bool)
+    scores = np.array([p.stage1_score for p in scored], np.float64)
+    return {"roc_auc": metrics.roc_auc(truth, scores),
+            "specificity_at_recall": {f"{r:.2f}": metrics.specificity_at_recall(truth, scores, r)
+                                      for r in RANKING_RECALLS}}
+
+
 def _worst(preds: Sequence[Prediction], n: int) -> list[Prediction]:
     """Missed defects by lowest stage-1 score and the other wrong answers by highest
     confidence (ties: highest stage-1 score), half and half (the other group fills a
@@ -470,7 +485,8 @@ def compute_scorecard(predictions: Sequence[Prediction], *,
         by_folder[f] = {"images": len(members), "flagged": hits,
                         "flagged_share": _share(hits, len(members))}
     stage1 = {**b.as_dict(), "images": len(ok), "positives": b.tp + b.fn,
-              "negatives": b.tn + b.fp, "by_folder": by_folder}
+              "negatives": b.tn + b.fp, "by_folder": by_folder,
+              "ranking": _stage1_ranking(ok)}
 
     # -- stage 2 on taxonomy defects: end to end, and given stage 1 flagged them
     tax_defects = [p for p in ok if p.truth in DEFECT_CLASSES]

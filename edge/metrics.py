@@ -18,6 +18,8 @@ __all__ = [
     "confusion_matrix",
     "macro_f1",
     "precision_recall_f1",
+    "roc_auc",
+    "specificity_at_recall",
 ]
 
 
@@ -176,3 +178,51 @@ def binary_recall_precision_specificity(y_true: np.ndarray, y_pred: np.ndarray) 
         recall=float(_ratio(tp, tp + fn)), precision=float(_ratio(tp, tp + fp)),
         specificity=float(_ratio(tn, tn + fp)), tp=tp, fp=fp, tn=tn, fn=fn,
     )
+
+
+def _binary_scores(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    t, s = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
+    if t.shape != s.shape or t.ndim != 1:
+        raise ValueError(f"y_true and scores must be 1-D of equal length, got shapes "
+                         f"{t.shape} and {s.shape}")
+    if t.size and not np.isin(t, (0, 1)).all():
+        raise ValueError("y_true must be boolean or 0/1")
+    if not np.isfinite(s).all():
+        raise ValueError("scores must be finite")
+    return t.astype(bool), s
+
+
+def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` (higher = more likely positive).
+
+    The probability that a random positive scores above a random negative, ties counting
+    one half (Mann–Whitney U with average ranks). ``nan`` without positives or negatives.
+    """
+    t, s = _binary_scores(y_true, scores)
+    n_pos, n_neg = int(t.sum()), int((~t).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="stable")
+    ranks = np.empty(len(s), np.float64)
+    sorted_s = s[order]
+    # average rank (1-based) of each run of equal scores
+    starts = np.flatnonzero(np.r_[True, sorted_s[1:] != sorted_s[:-1]])
+    ends = np.r_[starts[1:], len(s)]
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    u = ranks[t].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def specificity_at_recall(y_true: np.ndarray, scores: np.ndarray, recall: float) -> float:
+    """Specificity at the highest threshold that keeps at least ``recall`` of the
+    positives (an item is flagged when its score is >= the threshold, so negatives tied
+    with the threshold count as false alarms). ``nan`` without positives or negatives."""
+    if not 0.0 < recall <= 1.0:
+        raise ValueError(f"recall must be in (0, 1], got {recall}")
+    t, s = _binary_scores(y_true, scores)
+    pos, neg = np.sort(s[t])[::-1], s[~t]
+    if pos.size == 0 or neg.size == 0:
+        return float("nan")
+    keep = int(np.ceil(recall * pos.size - 1e-9))  # positives that must score >= threshold
+    threshold = pos[max(keep, 1) - 1]
+    return float(np.mean(neg < threshold))

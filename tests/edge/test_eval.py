@@ -293,6 +293,26 @@ def test_scorecard_without_defects_or_normals_has_undefined_ratios_as_null():
     json.dumps(doc, allow_nan=False)
 
 
+def test_stage1_ranking_is_threshold_free_and_skips_unreadable_files():
+    # normals score 0.1, 0.5, 0.7; defects 0.3, 0.6, 0.8, 0.9 (other_defect counts):
+    # 9 of the 12 defect-normal pairs are ordered right -> AUC 0.75, whatever was flagged
+    preds = [pred("normal", "normal", s1=0.1, path="n1"), pred("normal", "ler", s1=0.5, path="n2"),
+             pred("normal", "normal", s1=0.7, path="n3"), pred("ler", "normal", s1=0.3, path="d1"),
+             pred("open", "open", s1=0.6, path="d2"), pred("other", "crack", s1=0.8, path="d3"),
+             pred("short", "short", s1=0.9, path="d4"),
+             Prediction(path="bad", truth="ler", label="", score=math.nan,
+                        stage1_score=math.nan, error="unreadable")]
+    rank = compute_scorecard(preds).stage1["ranking"]
+    assert rank["roc_auc"] == pytest.approx(0.75)
+    # keeping >= 90 % / 95 % / 99 % of 4 defects keeps all four: threshold 0.3, and only
+    # the normal at 0.1 stays normal
+    assert rank["specificity_at_recall"] == {"0.90": pytest.approx(1 / 3),
+                                             "0.95": pytest.approx(1 / 3),
+                                             "0.99": pytest.approx(1 / 3)}
+    no_normals = compute_scorecard([pred("ler", "ler", path="a")]).stage1["ranking"]
+    assert math.isnan(no_normals["roc_auc"])
+
+
 def test_a_class_predicted_but_absent_lowers_precision_not_the_macro_set():
     # crack has no images but is answered once: it is not in the macro mean, and the
     # ler image answered crack still counts against ler's recall

@@ -10,6 +10,8 @@ from edge.metrics import (
     confusion_matrix,
     macro_f1,
     precision_recall_f1,
+    roc_auc,
+    specificity_at_recall,
 )
 
 
@@ -98,3 +100,46 @@ def test_binary_metrics_accept_zero_one_and_report_nan_when_undefined():
 def test_binary_metrics_reject_bad_input(t, p):
     with pytest.raises(ValueError):
         binary_recall_precision_specificity(t, p)
+
+
+@pytest.mark.parametrize(("truth", "scores", "auc"), [
+    ([1, 1, 0, 0], [0.9, 0.8, 0.2, 0.1], 1.0),   # every defect above every normal
+    ([1, 1, 0, 0], [0.1, 0.2, 0.8, 0.9], 0.0),   # every defect below
+    ([1, 0], [0.5, 0.5], 0.5),                   # a tie counts one half
+    ([1, 1, 0], [0.1, 0.9, 0.5], 0.5),           # one pair right, one wrong
+    ([1, 0, 1, 0, 0], [3, 3, 2, 1, 3], 0.5),     # pairs: (3: .5 .5 1, 2: 0 1 0) = 3/6
+])
+def test_roc_auc_known_answers(truth, scores, auc):
+    assert roc_auc(np.array(truth), np.array(scores, float)) == pytest.approx(auc)
+
+
+def test_roc_auc_matches_the_pairwise_definition_on_random_scores():
+    rng = np.random.default_rng(0)
+    t = rng.random(300) < 0.4
+    s = np.round(rng.normal(t * 0.7, 1.0), 1)  # rounding makes ties
+    pos, neg = s[t], s[~t]
+    pairwise = np.mean((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :]))
+    assert roc_auc(t, s) == pytest.approx(pairwise)
+
+
+def test_roc_auc_without_one_class_is_nan_and_bad_input_is_refused():
+    assert np.isnan(roc_auc(np.array([1, 1]), np.array([0.1, 0.2])))
+    with pytest.raises(ValueError, match="finite"):
+        roc_auc(np.array([1, 0]), np.array([np.nan, 0.2]))
+    with pytest.raises(ValueError, match="equal length"):
+        roc_auc(np.array([1, 0]), np.array([0.2]))
+
+
+def test_specificity_at_recall_keeps_at_least_that_share_of_positives():
+    truth = np.array([1] * 10 + [0] * 4)
+    scores = np.array([*range(10), 0.5, 1.5, 8.5, 9.5], float)
+    # 90 % of 10 positives: the 9 scoring >= 1; normals below 1: only 0.5
+    assert specificity_at_recall(truth, scores, 0.9) == pytest.approx(0.25)
+    # 100 %: threshold 0, and nothing scores below it
+    assert specificity_at_recall(truth, scores, 1.0) == 0.0
+    # 50 %: threshold 5 -> normals 0.5 and 1.5 kept normal
+    assert specificity_at_recall(truth, scores, 0.5) == pytest.approx(0.5)
+    # a normal tied with the threshold is flagged
+    assert specificity_at_recall(np.array([1, 0]), np.array([0.3, 0.3]), 1.0) == 0.0
+    with pytest.raises(ValueError, match="recall"):
+        specificity_at_recall(truth, scores, 0.0)
