@@ -8,8 +8,8 @@ Runtime leaves those in float (a MobileNetV3-style net measured 1.3–4× slower
 than in fp32).
 
 All three take ``[N, 1, S, S]`` float32 tiles in [0, 1] (the output of
-``edge.preprocess.tile``) and downsample early (a 4×4 patch stem followed at once by a
-stride-2 conv), so a 224×224 tile costs few MACs.
+``edge.preprocess.tile``) and downsample early (a stride-2 stem followed at once by
+another stride-2 stage), so a 224×224 tile costs few MACs.
 
 * ``stage1`` — binary normal/defective, one logit (P(defective) = sigmoid), ≤ 100 k params.
 * ``stage2`` — six defect classes, ≤ 1.5 M params.
@@ -56,15 +56,10 @@ ARCHITECTURES: dict[str, Architecture] = {
     "stage1": Architecture("stage1", stem=16, outputs=1, max_params=100_000, stem_stride=4,
                            stages=((24, 0, 2), (32, 1, 2), (48, 1, 2), (64, 1, 1)),
                            aux_outputs=8, dense_head=True),
-    # stage 2 has the same 4×4 patch stem: the 3×3 stride-2 stem and its 112² activations
-    # were ~30 % of a training step; this layout trains ~1.9× the tiles per second on one
-    # core (48.5 MMAC, 631 k params) and matched the old one sample for sample on held-out
-    # tiles (docs/training.md), so the same minutes buy twice the samples
-    "stage2": Architecture("stage2", stem=32, outputs=6, max_params=1_500_000, stem_stride=4,
-                           stages=((48, 0, 2), (96, 1, 2), (160, 2, 2), (192, 2, 1))),
-    "monolithic": Architecture("monolithic", stem=32, outputs=7, max_params=1_500_000,
-                               stem_stride=4,
-                               stages=((48, 0, 2), (96, 1, 2), (160, 2, 2), (192, 2, 1))),
+    "stage2": Architecture("stage2", stem=24, outputs=6, max_params=1_500_000,
+                           stages=((32, 0, 2), (64, 1, 2), (128, 2, 2), (192, 2, 2))),
+    "monolithic": Architecture("monolithic", stem=24, outputs=7, max_params=1_500_000,
+                               stages=((32, 0, 2), (64, 1, 2), (128, 2, 2), (192, 2, 2))),
 }
 """Model name → layout; ``stage2`` and ``monolithic`` differ only in their outputs."""
 
@@ -124,7 +119,7 @@ class PatchStem(ConvBNReLU):
 
 
 class TileNet(nn.Module):
-    """Stem (a full 3×3 conv with stride 2, or a k×k patch conv), stages of ``Downsample`` + residual blocks,
+    """Stem (full 3×3 conv, stride 2), stages of ``Downsample`` + residual blocks,
     global average + max pooling (concatenated), one linear layer."""
 
     def __init__(self, arch: Architecture) -> None:
