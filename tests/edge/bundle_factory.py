@@ -26,7 +26,7 @@ OPSET = 17
 
 ARCHITECTURES: dict[str, tuple[int, int, tuple[tuple[int, int, int], ...]]] = {
     "stage1": (16, 4, ((24, 0, 2), (32, 1, 2), (48, 1, 2), (64, 1, 1))),
-    "stage2": (32, 4, ((48, 0, 2), (96, 1, 2), (160, 2, 2), (192, 2, 1))),
+    "stage2": (24, 2, ((32, 0, 2), (64, 1, 2), (128, 2, 2), (192, 2, 2))),
 }
 """``stem channels, stem kernel (= stride; 4: a patch stem, 2: a padded 3×3 conv),
 ((channels, residual blocks, stride), ...)`` — the layouts of ``training/models.py``

@@ -20,7 +20,7 @@ def test_factory_layouts_match_the_training_models(name):
 
 
 def test_patch_stem_is_an_unpadded_stride_k_conv():
-    model = build_model(outputs=6, arch="stage2")
+    model = build_model(outputs=1, arch="stage1")
     first = next(n for n in model.graph.node if n.op_type == "Conv")
     attrs = {a.name: list(a.ints) for a in first.attribute if a.ints}
     assert attrs["kernel_shape"] == [4, 4]
