@@ -30,6 +30,8 @@ SCALE = int(os.environ.get("SWEEP_SCALE", "1"))
 DEVICE = os.environ.get("SWEEP_DEVICE", "cuda")
 sys.path.insert(0, str(ROOT))
 
+from edge.metrics import roc_auc, specificity_at_recall  # noqa: E402
+
 WIDE = {  # the default recipe's ranges before 2026-11-27
     "scene.pitch_px": [6.0, 60.0], "scene.texture_amp": [0.02, 0.14],
     "sem.dose": [15.0, 400.0], "defects.open.gap_px": [2.0, 25.0],
@@ -134,20 +136,6 @@ if ONLY:
     V = {k: v for k, v in V.items() if any(k.startswith(p) for p in ONLY.split(","))}
 
 
-def auc(scores, pos):
-    from scipy.stats import rankdata
-    r = rankdata(scores)
-    npos, nneg = pos.sum(), (~pos).sum()
-    return float((r[pos].sum() - npos * (npos + 1) / 2) / (npos * nneg))
-
-
-def spec_at_recall(scores, pos, recall):
-    s = np.sort(scores[pos])
-    k = int(np.floor((1 - recall) * len(s)))
-    thr = s[k]
-    return float((scores[~pos] < thr).mean())
-
-
 def recall_at_spec(scores, pos, spec):
     thr = np.quantile(scores[~pos], spec)
     return float((scores[pos] > thr).mean())
@@ -218,16 +206,16 @@ def train(work: Path, name: str) -> None:
         if binary:
             s = lg[:, 0]
             pos = ey != 0
-            r = {"auc": auc(s, pos)}
+            r = {"auc": roc_auc(pos, s)}
             if ev == "dev":
-                r["spec@r0.90"] = spec_at_recall(s, pos, 0.90)
+                r["spec@r0.90"] = specificity_at_recall(pos, s, 0.90)
                 r["recall@s0.60"] = recall_at_spec(s, pos, 0.60)
                 thr = np.sort(s[pos])[int(0.1 * pos.sum())]
                 r["recall_by_label@r0.90"] = {int(c): float((s[ey == c] >= thr).mean())
                                               for c in np.unique(ey)}
             else:
-                r["spec@r0.995"] = spec_at_recall(s, pos, 0.995)
-                r["spec@r0.97"] = spec_at_recall(s, pos, 0.97)
+                r["spec@r0.995"] = specificity_at_recall(pos, s, 0.995)
+                r["spec@r0.97"] = specificity_at_recall(pos, s, 0.97)
         else:
             keep = ey > 0
             p = lg[keep].argmax(1) + 1
