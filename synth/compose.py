@@ -95,7 +95,9 @@ def _constraints(rng: np.random.Generator, recipe: Recipe, label: str, family: s
         sigma, corr = uni(rng, d["sigma_px"]), uni(rng, d["corr_px"])
         frac = uni(rng, d["rough_fraction"])
         con.ler = (sigma, corr, frac)
-        con.min_pitch = 8 * sigma + 4
+        # a grating at least 8 sigma + 4 px in pitch for the smallest sigma; lines() then
+        # caps sigma at the drawn pitch, so fine gratings get fine roughness
+        con.min_pitch = 8 * float(d["sigma_px"][0]) + 4
     elif label == "void":
         r = uni(rng, d["radius_px"])
         pre["radius"] = r

@@ -117,6 +117,7 @@ def lines(rng: np.random.Generator, sc: dict, size: int, ss: int, con: Constrain
     }
     if con.ler is not None:
         sigma, corr, frac = con.ler
+        sigma = min(sigma, (pitch - 4) / 8)  # both rough edges fit in a line and a space
         rough = rng.random(nl) < frac
         sig[rough, 0] = sigma
         params.update(ler_sigma_px=sigma, ler_corr_px=corr, ler_rough_fraction=frac)

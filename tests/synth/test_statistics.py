@@ -18,6 +18,21 @@ def _level(img: np.ndarray) -> np.ndarray:
     return (img.astype(float) / 255.0 - 0.1) / 0.8  # CLEAN: background 0.1, contrast 0.8
 
 
+def test_ler_roughness_is_capped_by_the_grating_pitch(default):
+    lo, hi = default.get("defects.ler.sigma_px")
+    pitches, capped = [], 0
+    for i in range(24):
+        _img, rec = render(default, "ler", i, seed=3)
+        sigma, pitch = rec.params["scene"]["ler_sigma_px"], rec.params["scene"]["pitch_px"]
+        # recorded parameters are rounded to 6 decimals
+        assert lo <= sigma <= min(hi, (pitch - 4) / 8) + 1e-5, (sigma, pitch)
+        assert pitch >= 8 * lo + 4 - 1e-5
+        pitches.append(pitch)
+        capped += abs(sigma - (pitch - 4) / 8) < 1e-5
+    assert min(pitches) < 8 * hi + 4  # gratings finer than the largest sigma allows exist
+    assert capped >= 1
+
+
 def test_ler_sigma_measured_from_edges(clean):
     rec_r = clean.replace({"classes.ler.families": {"lines": 1.0},
                            "defects.ler.rough_fraction": [1.0, 1.0]})
