@@ -17,7 +17,10 @@ outputs (fp32 PyTorch, argmax accuracy), from scratch and initialised from the d
 bundle's stage-1 checkpoint (all but the head).
 
 Writes ``OUT/results.json`` (every run) and prints the table; ``--quick`` runs one tiny
-configuration to check the plumbing and prints the projected full run time.
+configuration to check the plumbing and prints the projected full run time. The full
+protocol is hours of a 2-core machine, so it can be run in parts: ``--merge A/results.json
+B/results.json`` adds the runs of earlier invocations with the same schedule to the table
+(a run of this invocation replaces an earlier one of the same mode, labels and seed).
 """
 
 from __future__ import annotations
@@ -57,6 +60,13 @@ def _recipe(epochs: int, samples: int, seed: int, threads: int):
                                           augment=EL_AUGMENT))
 
 
+def bundle_id(bundle: Path) -> str:
+    """The first 12 hex digits of the bundle manifest's sha256: which bundle a run used."""
+    import hashlib
+
+    return hashlib.sha256((Path(bundle) / "manifest.json").read_bytes()).hexdigest()[:12]
+
+
 def subset_csv(train_dir: Path, fraction: float, seed: int, out: Path) -> Path:
     """A ``path,label`` CSV with ``fraction`` of each label of ``train_dir`` (seeded)."""
     from training.data import discover, stratified_split
@@ -94,7 +104,8 @@ def run_binary(data: Path, runs: Path, *, mode: str, fraction: float, seed: int,
                                name=f"elpv-{tag}", quiet=True, **kw)
     except ExportRefused as err:  # the int8 drift gate said no: a result, not a crash
         return {"mode": mode, "fraction": fraction, "seed": seed, "tag": tag,
-                "refused": str(err), "seconds": time.perf_counter() - t0}
+                "refused": str(err), "seconds": time.perf_counter() - t0,
+                "bundle": bundle_id(bundle)}
     seconds = time.perf_counter() - t0
     rep = outcome.report
     s1 = rep["evaluation"]["test"]["onnx-int8"]["stage1"]
@@ -106,7 +117,7 @@ def run_binary(data: Path, runs: Path, *, mode: str, fraction: float, seed: int,
             "val_recall": rep["stage1_threshold"]["recall"],
             "train_images": sum(rep["data"]["train"].values()),
             "train_seconds": fit["seconds"], "images_per_second": fit["images_per_second"],
-            "seconds": seconds, "parameters": fit["parameters"]}
+            "seconds": seconds, "parameters": fit["parameters"], "bundle": bundle_id(bundle)}
 
 
 def run_four(data: Path, *, mode: str, fraction: float, seed: int, bundle: Path,
@@ -162,7 +173,35 @@ def run_four(data: Path, *, mode: str, fraction: float, seed: int, bundle: Path,
         pred = predict_logits(model, test.x).argmax(axis=1)
     return {"mode": mode, "fraction": fraction, "seed": seed,
             "accuracy": float((pred == ty).mean()), "seconds": time.perf_counter() - t0,
-            "images_per_second": res.images_per_second}
+            "images_per_second": res.images_per_second, "bundle": bundle_id(bundle)}
+
+
+def run_key(row: dict) -> tuple:
+    """What makes two runs the same run: mode, share of labels, seed."""
+    return (row["mode"], round(float(row["fraction"]), 4), int(row["seed"]))
+
+
+def merge_runs(current: dict[str, list[dict]], earlier: list[Path], *, epochs: int,
+               samples: int) -> dict[str, list[dict]]:
+    """``current`` (``{"binary": rows, "four": rows}``) plus the rows of ``earlier``
+    results files trained on the same schedule; later files and ``current`` win on a
+    clash. Each merged row names its file (``from``)."""
+    merged: dict[str, dict[tuple, dict]] = {"binary": {}, "four": {}}
+    for path in earlier:
+        prior = json.loads(Path(path).read_text(encoding="utf-8"))
+        settings = prior.get("settings", {})
+        schedule = (settings.get("epochs"), settings.get("samples_per_epoch"))
+        if schedule != (str(epochs), str(samples)):
+            raise SystemExit(f"{path}: trained {schedule[0]} epochs × {schedule[1]} samples, "
+                             f"not {epochs} × {samples}; runs of another schedule do not "
+                             "belong in one table")
+        for kind in merged:
+            for row in prior.get(kind, []):
+                merged[kind][run_key(row)] = {**row, "from": str(path)}
+    for kind in merged:
+        for row in current.get(kind, []):
+            merged[kind][run_key(row)] = row
+    return {kind: sorted(rows.values(), key=run_key) for kind, rows in merged.items()}
 
 
 def summarize(rows: list[dict], keys: list[str]) -> list[dict]:
@@ -208,19 +247,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", nargs="+", default=["scratch", "init"],
                    choices=["scratch", "init"])
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--samples-per-epoch", type=int, default=2048)
+    p.add_argument("--samples-per-epoch", type=int, default=8192)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-four", action="store_true", help="skip the four-class variant")
+    p.add_argument("--merge", type=Path, nargs="+", default=[], metavar="RESULTS_JSON",
+                   help="results.json files of earlier parts of the protocol (same schedule) "
+                        "to include in the table")
+    p.add_argument("--table-only", action="store_true",
+                   help="train nothing: the table of the --merge files")
     p.add_argument("--quick", action="store_true",
                    help="one tiny run (10 %% labels, seed 0, 2 epochs × 256 samples) and "
                         "the projected time of the full benchmark")
     args = p.parse_args(argv)
+    if args.table_only:
+        if not args.merge:
+            p.error("--table-only needs --merge")
+        args.modes, args.no_four = [], True
     if args.quick:
         args.seeds, args.fractions, args.modes = [0], [0.1], args.modes[:1]
         full_epochs, full_samples = args.epochs, args.samples_per_epoch
         args.epochs, args.samples_per_epoch = 2, 256
     data = args.out / "data"
-    for classes in ("binary", "four"):
+    for classes in ("binary", "four") if not args.table_only else ():
         if not (data / classes / "dataset.json").is_file():
             write_elpv(data / classes, classes=classes, seed=0)
     started = time.perf_counter()
@@ -245,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(json.dumps(row), flush=True)
                     four.append(row)
     keys = ["accuracy_at_0.5", "accuracy", "recall", "specificity"]
+    if args.merge:
+        merged = merge_runs({"binary": binary, "four": four}, args.merge,
+                            epochs=args.epochs, samples=args.samples_per_epoch)
+        binary, four = merged["binary"], merged["four"]
     result = {"binary": binary, "four": four,
               "binary_summary": summarize(binary, keys),
               "four_summary": summarize(four, ["accuracy"]) if four else [],

@@ -63,7 +63,7 @@ def test_four_classes_and_the_cli(tmp_path, capsys):
     assert "train 30, test 10" in capsys.readouterr().out
 
 
-def test_benchmark_summary_leaves_refused_runs_out_and_counts_them():
+def _benchmark_module():
     import importlib.util
     from pathlib import Path
 
@@ -71,9 +71,45 @@ def test_benchmark_summary_leaves_refused_runs_out_and_counts_them():
     spec = importlib.util.spec_from_file_location("elpv_benchmark", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_benchmark_summary_leaves_refused_runs_out_and_counts_them():
+    bench = _benchmark_module()
     rows = [{"mode": "init", "fraction": 0.1, "seed": 0, "accuracy": 0.7},
             {"mode": "init", "fraction": 0.1, "seed": 1, "accuracy": 0.8},
             {"mode": "init", "fraction": 0.1, "seed": 2, "refused": "drift"}]
     (row,) = bench.summarize(rows, ["accuracy"])
     assert row["seeds"] == 2 and row["refused"] == 1
     assert row["accuracy"]["mean"] == pytest.approx(0.75)
+
+
+def test_benchmark_merges_earlier_parts_of_the_same_schedule_only(tmp_path):
+    import json
+
+    bench = _benchmark_module()
+
+    def results(name, epochs, samples, rows):
+        path = tmp_path / name
+        path.write_text(json.dumps({"binary": rows, "four": [], "settings": {
+            "epochs": str(epochs), "samples_per_epoch": str(samples)}}))
+        return path
+
+    a = results("a.json", 30, 8192, [
+        {"mode": "scratch", "fraction": 1.0, "seed": 0, "accuracy": 0.80},
+        {"mode": "scratch", "fraction": 1.0, "seed": 1, "accuracy": 0.70}])
+    b = results("b.json", 30, 8192, [
+        {"mode": "scratch", "fraction": 1.0, "seed": 1, "accuracy": 0.75}])
+    now = {"binary": [{"mode": "scratch", "fraction": 1.0, "seed": 2, "accuracy": 0.9},
+                      {"mode": "scratch", "fraction": 1.0, "seed": 0, "accuracy": 0.85}],
+           "four": []}
+    merged = bench.merge_runs(now, [a, b], epochs=30, samples=8192)
+    by_seed = {r["seed"]: r for r in merged["binary"]}
+    assert sorted(by_seed) == [0, 1, 2]
+    assert by_seed[0]["accuracy"] == 0.85 and "from" not in by_seed[0]  # this run wins
+    assert by_seed[1]["accuracy"] == 0.75 and by_seed[1]["from"] == str(b)  # later file wins
+    (row,) = bench.summarize(merged["binary"], ["accuracy"])
+    assert row["seeds"] == 3 and row["accuracy"]["mean"] == pytest.approx(0.8333333)
+    other = results("c.json", 30, 2048, [])
+    with pytest.raises(SystemExit, match="2048"):
+        bench.merge_runs(now, [other], epochs=30, samples=8192)
