@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples-per-epoch", type=int, default=8192)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-four", action="store_true", help="skip the four-class variant")
+    p.add_argument("--no-binary", action="store_true", help="skip the binary runs")
     p.add_argument("--merge", type=Path, nargs="+", default=[], metavar="RESULTS_JSON",
                    help="results.json files of earlier parts of the protocol (same schedule) "
                         "to include in the table")
@@ -263,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.merge:
             p.error("--table-only needs --merge")
         args.modes, args.no_four = [], True
-    if args.quick:
+    if args.quick:  # its projection needs a binary run
         args.seeds, args.fractions, args.modes = [0], [0.1], args.modes[:1]
+        args.no_binary = False
         full_epochs, full_samples = args.epochs, args.samples_per_epoch
         args.epochs, args.samples_per_epoch = 2, 256
     data = args.out / "data"
@@ -273,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             write_elpv(data / classes, classes=classes, seed=0)
     started = time.perf_counter()
     binary = []
-    for mode in args.modes:
+    for mode in args.modes if not args.no_binary else ():
         for fraction in args.fractions:
             for seed in args.seeds:
                 row = run_binary(data / "binary", args.out / "runs", mode=mode,
