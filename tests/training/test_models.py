@@ -116,3 +116,23 @@ def test_no_aux_targets_leaves_the_aux_head_alone():
     fit(model, x, (np.arange(16) % 2).astype(np.float32), np.ones(16), binary=True,
         config=FitConfig(epochs=1, samples_per_epoch=16, batch_size=16))
     assert torch.equal(model.aux.weight, aux_before)
+
+
+@pytest.mark.parametrize("name", ["stage1", "stage2"])
+def test_int8_patch_stem_becomes_space_to_depth_with_the_same_int8_result(tmp_path, name):
+    """stage 1's 4×4 stride-4 stem is rewritten (SpaceToDepth + 1×1 conv) and gives the
+    un-rewritten int8 model's outputs bit for bit; stage 2's 3×3 stride-2 stem is left."""
+    model = _randomize_bn(build_model(name))
+    x = np.random.default_rng(1).random((8, 1, 224, 224), dtype=np.float32)
+    path = export_onnx(model, tmp_path / f"{name}.onnx")
+    plain = quantize_int8(path, tmp_path / "plain.int8.onnx", x, space_to_depth_stem=False)
+    fast = quantize_int8(path, tmp_path / "fast.int8.onnx", x)
+    ops = Counter(n.op_type for n in onnx.load(str(fast)).graph.node)
+    kernels = [tuple(a.ints) for n in onnx.load(str(fast)).graph.node if n.op_type == "Conv"
+               for a in n.attribute if a.name == "kernel_shape"]
+    if name == "stage1":
+        assert ops["SpaceToDepth"] == 1 and (4, 4) not in kernels
+    else:
+        assert ops["SpaceToDepth"] == 0 and fast.read_bytes() == plain.read_bytes()
+    y = np.random.default_rng(2).random((5, 1, 224, 224), dtype=np.float32)
+    np.testing.assert_array_equal(predict_onnx(fast, y), predict_onnx(plain, y))

@@ -1,7 +1,8 @@
 """ONNX fp32 → ONNX Runtime static int8: QDQ, per-channel int8 weights, **uint8
 activations** (int8 activations left residual adds unfused and ran slower than fp32),
 calibrated on real preprocessing output (``edge.preprocess`` tiles of a class-balanced
-calibration set)."""
+calibration set). A patch stem is then rewritten as ``SpaceToDepth`` + 1×1 convolution,
+which gives the same int8 result faster (``training.export.patch_stem``)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ __all__ = ["quantize_int8"]
 
 def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
                   calibration: np.ndarray, *, batch_size: int = 16,
-                  method: str = "minmax") -> Path:
+                  method: str = "minmax", space_to_depth_stem: bool = True) -> Path:
     """Quantize ``fp32_path`` to ``out_path`` with ``calibration`` tiles ``[N, 1, S, S]``.
 
     ``method``: ``minmax`` (default), ``percentile`` or ``entropy`` (ONNX Runtime's
-    calibration methods).
+    calibration methods). ``space_to_depth_stem``: rewrite a k×k stride-k stem on the
+    image (same result, about half of stage 1's int8 time saved in that layer).
     """
     from onnxruntime.quantization import (  # noqa: PLC0415
         CalibrationDataReader,
@@ -63,4 +65,13 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
             calibrate_method=methods[method],
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
+    if space_to_depth_stem:
+        import onnx  # noqa: PLC0415
+
+        from training.export.patch_stem import rewrite_patch_stems  # noqa: PLC0415
+
+        model = onnx.load(os.fspath(out_path))
+        if rewrite_patch_stems(model):
+            onnx.checker.check_model(model)
+            onnx.save(model, os.fspath(out_path))
     return out_path
