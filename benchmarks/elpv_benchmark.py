@@ -62,9 +62,9 @@ def _recipe(epochs: int, samples: int, seed: int, threads: int):
 
 def bundle_id(bundle: Path) -> str:
     """The first 12 hex digits of the bundle manifest's sha256: which bundle a run used."""
-    import hashlib
+    from edge.bundle import sha256_file
 
-    return hashlib.sha256((Path(bundle) / "manifest.json").read_bytes()).hexdigest()[:12]
+    return sha256_file(Path(bundle) / "manifest.json")[:12]
 
 
 def subset_csv(train_dir: Path, fraction: float, seed: int, out: Path) -> Path:
