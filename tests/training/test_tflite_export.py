@@ -4,6 +4,8 @@ small test bundle in the TFLite environment made by ``scripts/setup-tflite``."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -36,6 +38,17 @@ def test_a_missing_environment_names_the_one_setup_command(tmp_path, monkeypatch
 def test_default_environment_location(monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
     assert tflite_env() == Path.home() / ".cache" / "semedge" / "tflite-env"
+
+
+def test_setup_stops_before_installing_when_the_disk_is_too_full(tmp_path):
+    script = Path(__file__).resolve().parents[2] / "scripts" / "setup-tflite"
+    env = {**os.environ, "PYTHON": sys.executable,
+           "SEMEDGE_TFLITE_MIN_FREE_MB": str(10**12)}  # more than any disk has free
+    done = subprocess.run(["bash", str(script), str(tmp_path / "env")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"{tmp_path}" in done.stderr and "MB free" in done.stderr
+    assert not (tmp_path / "env").exists()  # nothing half-made left behind
 
 
 def test_calibration_is_passed_through_as_nhwc_without_normalization():
