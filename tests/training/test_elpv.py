@@ -113,3 +113,8 @@ def test_benchmark_merges_earlier_parts_of_the_same_schedule_only(tmp_path):
     other = results("c.json", 30, 2048, [])
     with pytest.raises(SystemExit, match="2048"):
         bench.merge_runs(now, [other], epochs=30, samples=8192)
+    balanced = results("d.json", 30, 8192, [])
+    balanced.write_text(json.dumps({**json.loads(balanced.read_text()), "four": [
+        {"mode": "scratch", "fraction": 1.0, "seed": 0, "accuracy": 0.62}]}))
+    with pytest.raises(SystemExit, match="sampled balanced, not natural"):
+        bench.merge_runs(now, [balanced], epochs=30, samples=8192)
