@@ -89,9 +89,9 @@ def test_benchmark_merges_earlier_parts_of_the_same_schedule_only(tmp_path):
 
     bench = _benchmark_module()
 
-    def results(name, epochs, samples, rows):
+    def results(name, epochs, samples, rows, four=()):
         path = tmp_path / name
-        path.write_text(json.dumps({"binary": rows, "four": [], "settings": {
+        path.write_text(json.dumps({"binary": rows, "four": list(four), "settings": {
             "epochs": str(epochs), "samples_per_epoch": str(samples)}}))
         return path
 
@@ -113,8 +113,7 @@ def test_benchmark_merges_earlier_parts_of_the_same_schedule_only(tmp_path):
     other = results("c.json", 30, 2048, [])
     with pytest.raises(SystemExit, match="2048"):
         bench.merge_runs(now, [other], epochs=30, samples=8192)
-    balanced = results("d.json", 30, 8192, [])
-    balanced.write_text(json.dumps({**json.loads(balanced.read_text()), "four": [
-        {"mode": "scratch", "fraction": 1.0, "seed": 0, "accuracy": 0.62}]}))
+    balanced = results("d.json", 30, 8192, [], four=[
+        {"mode": "scratch", "fraction": 1.0, "seed": 0, "accuracy": 0.62}])
     with pytest.raises(SystemExit, match="sampled balanced, not natural"):
         bench.merge_runs(now, [balanced], epochs=30, samples=8192)
