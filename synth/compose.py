@@ -157,7 +157,7 @@ def render_seeded(recipe: Recipe, label: str, image_seed: int, size: int
             if placed is None:
                 raise RuntimeError(f"could not place a {label} defect (image seed {image_seed})")
         mask, dparams = placed
-    semp = sample_sem(rng, recipe["sem"], size, recipe["scene"], scene.view)
+    semp = sample_sem(rng, recipe["sem"], size, recipe["scene"], scene.view, scene.family)
     s = form_image(rng, scene, semp)
     over = annotate(s, ann)
     img = quantize(s, int(recipe["recipe"]["bit_depth"]), semp["gain"], semp["offset"])

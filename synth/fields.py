@@ -78,7 +78,7 @@ def render_field(recipe: Recipe, index: int, seed: int, size: int | None = None
         label_map[mask] = len(items)
         x0, y0, x1, y1 = box
         taken[max(0, y0 - 24): y1 + 24, max(0, x0 - 24): x1 + 24] = True
-    semp = sample_sem(rng, recipe["sem"], size, recipe["scene"], scene.view)
+    semp = sample_sem(rng, recipe["sem"], size, recipe["scene"], scene.view, scene.family)
     img = quantize(form_image(rng, scene, semp), int(recipe["recipe"]["bit_depth"]),
                    semp["gain"], semp["offset"])
     record = {

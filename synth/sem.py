@@ -12,18 +12,23 @@ from synth.patterns import Scene
 from synth.recipe import loguni, uni
 
 
+LINE_FAMILIES = ("lines", "routed")
+
+
 def sample_sem(rng: np.random.Generator, sem: dict, size: int, scene_tex: dict,
-               view: str = "top") -> dict[str, Any]:
+               view: str = "top", family: str = "") -> dict[str, Any]:
     """Draw every image-formation parameter from the recipe's ``[sem]`` table.
 
     Cross-section ``view``s are imaged at ``xsection_dose_gain`` times the dose: polished
     cross-sections are usually recorded slowly, and look clean next to in-line top-down shots.
+    Line ``family``s are inverted with ``line_inverted_prob`` instead of ``inverted_prob``.
     """
     strong = bool(rng.random() < sem["strong_blur_prob"])
+    inverted_prob = sem["line_inverted_prob"] if family in LINE_FAMILIES else sem["inverted_prob"]
     p: dict[str, Any] = {
         "background": uni(rng, sem["background"]),
         "contrast": uni(rng, sem["contrast"]),
-        "inverted": bool(rng.random() < sem["inverted_prob"]),
+        "inverted": bool(rng.random() < inverted_prob),
         "rim": uni(rng, sem["rim"]),
         "rim_width_px": uni(rng, sem["rim_width_px"]),
         "blur_px": uni(rng, sem["strong_blur_px"] if strong else sem["blur_px"]),
