@@ -28,8 +28,7 @@ def test_open_and_short_are_told_apart_by_brightness_in_the_default_recipe(clean
         for i in range(4):
             img, rec = render(r, label, i, seed=6)
             level = img.astype(float)[rec.mask].mean() / 255.0
-            line_bright = level > 0.5
-            assert line_bright == want_bright, (label, i, rec.family, level)
+            assert (level > 0.5) == want_bright, (label, i, rec.family, level)  # gap dark, bridge bright
             assert not rec.params["sem"]["inverted"]
 
 
