@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 
 from synth.patterns import Scene
-from synth.recipe import loguni, uni
+from synth.recipe import SUPPORTED, loguni, uni
 
-
-LINE_FAMILIES = ("lines", "routed")
+# where an open or a short can be drawn, polarity alone tells them apart
+LINE_FAMILIES = frozenset(SUPPORTED["open"] | SUPPORTED["short"])
 
 
 def sample_sem(rng: np.random.Generator, sem: dict, size: int, scene_tex: dict,
