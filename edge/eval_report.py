@@ -1,8 +1,8 @@
 """``semedge eval``: arguments, progress bar, terminal tables, JSON and PNGs.
 
 The scanning, classifying and scoring are in :mod:`edge.evaluation`; this module only
-parses, prints and writes files. Plots: ``confusion.png`` (matplotlib, Agg, imported
-lazily — not a runtime dependency) and ``worst_mistakes.png`` (a contact sheet drawn
+parses, prints and writes files. Plots: ``confusion.png`` and ``stage1.png`` (matplotlib,
+Agg, imported lazily — not a runtime dependency) and ``worst_mistakes.png`` (a contact sheet drawn
 with OpenCV). Exit status: 0 done, 1 some image could not be read (the scorecard is
 still written), 2 usage or setup error (data folder, bundle, target, backend,
 ``--plots`` without matplotlib).
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge._plotting import INSTALL_HINT, pyplot
-from edge.evaluation import Scorecard, mistake_kind
+from edge.evaluation import Scorecard, mistake_kind, stage1_scores
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -34,11 +34,13 @@ __all__ = [
     "write_confusion_png",
     "write_json",
     "write_plots",
+    "write_stage1_png",
 ]
 
 
 CONFUSION_PNG = "confusion.png"
 WORST_PNG = "worst_mistakes.png"
+STAGE1_PNG = "stage1.png"
 
 # BGR colours of the contact-sheet captions, by mistake kind
 _KIND_COLOURS = {
@@ -95,9 +97,10 @@ def print_scorecard(card: Scorecard, console: Console, *, worst: int = 8) -> Non
     rank = s1["ranking"]
     at = " / ".join(f"{float(r) * 100:.0f} %" for r in rank["specificity_at_recall"])
     spec = " / ".join(_f(v) for v in rank["specificity_at_recall"].values())
+    thresholds = " / ".join(_f(v, 4) for v in rank["threshold_at_recall"].values())
     console.print(f"stage 1 threshold-free (highest tile score per image): ROC AUC "
-                  f"{_f(rank['roc_auc'])}; specificity at {at} recall: {spec}",
-                  highlight=False)
+                  f"{_f(rank['roc_auc'])}; specificity at {at} recall: {spec} "
+                  f"(stage1_threshold {thresholds})", highlight=False)
 
     e2e, given = card.stage2["end_to_end"], card.stage2["given_flagged"]
     t = Table(title="stage 2 on taxonomy defects: end to end (a missed defect or unknown is "
@@ -202,6 +205,65 @@ def write_confusion_png(card: Scorecard, path: str | Path) -> None:
     plt.close(fig)
 
 
+def _curve(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False-alarm rate and recall at every distinct score used as the threshold
+    (flagged: score >= threshold), from the strictest to the most lenient."""
+    order = np.argsort(-scores, kind="stable")
+    s, t = scores[order], truth[order]
+    last = np.r_[s[1:] != s[:-1], True]  # the last item of each run of equal scores
+    tp, fp = np.cumsum(t)[last], np.cumsum(~t)[last]
+    return (np.r_[0.0, fp / max(int((~truth).sum()), 1)],
+            np.r_[0.0, tp / max(int(truth.sum()), 1)])
+
+
+def write_stage1_png(card: Scorecard, path: str | Path) -> None:
+    """Stage 1 on these images as a PNG: the ROC curve of the image scores with the
+    run's operating point and the thresholds of :data:`RANKING_RECALLS`, and the score
+    histograms of normal and defective images (each as a share of its group) with the
+    run's threshold."""
+    plt = pyplot()
+    truth, scores = stage1_scores(card.predictions)
+    s1, rank = card.stage1, card.stage1["ranking"]
+    threshold = card.run.get("stage1_threshold")
+    fig, (roc, hist) = plt.subplots(1, 2, figsize=(10.5, 4.2))
+    if truth.any() and (~truth).any():
+        far, rec = _curve(truth, scores)
+        roc.plot(far, rec, color="tab:blue", lw=1.5,
+                 label=f"images (AUC {_f(rank['roc_auc'])})")
+    roc.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
+    markers = iter("os^vD")
+    for key, t in rank["threshold_at_recall"].items():
+        spec = rank["specificity_at_recall"][key]
+        if math.isfinite(t) and math.isfinite(spec):
+            roc.plot(1 - spec, float(key), next(markers, "o"), color="tab:green", ms=5,
+                     label=f"recall {key}: threshold {t:.3g}, specificity {spec:.2f}")
+    if math.isfinite(s1["recall"]) and math.isfinite(s1["specificity"]):
+        roc.plot(1 - s1["specificity"], s1["recall"], "*", color="tab:red", ms=11,
+                 label=("this run" if threshold is None else f"this run (threshold {threshold:.3g})"))
+    roc.set_xlim(-0.02, 1.02)
+    roc.set_ylim(-0.02, 1.02)
+    roc.set_xlabel("false-alarm rate (normal images flagged)")
+    roc.set_ylabel("recall (defect images flagged)")
+    roc.set_title("stage 1: image score (highest tile)", fontsize=9)
+    roc.legend(loc="lower right", fontsize=8)
+    bins = np.linspace(0.0, 1.0, 41)
+    for mask, name, colour in ((~truth, "normal", "tab:green"), (truth, "defective", "tab:red")):
+        if mask.any():
+            hist.hist(scores[mask], bins=bins, alpha=0.55, color=colour,
+                      weights=np.full(int(mask.sum()), 1.0 / mask.sum()),
+                      label=f"{name} ({int(mask.sum())} images)")
+    if threshold is not None:
+        hist.axvline(threshold, color="k", lw=1, ls="--", label=f"threshold {threshold:.3g}")
+    hist.set_xlabel("stage-1 score (highest tile)")
+    hist.set_ylabel("share of the group")
+    hist.legend(fontsize=8)
+    hist.set_title(f"recall {_f(s1['recall'])}, specificity {_f(s1['specificity'])}",
+                   fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _thumbnail(path: Path, size: int) -> np.ndarray:
     """The image, percentile-normalized like the cascade sees it, fitted into a
     ``size`` square (uint8 gray); a grey square with an X when it cannot be read."""
@@ -274,7 +336,7 @@ def contact_sheet(card: Scorecard, root: str | Path, path: str | Path, *,
 
 
 def write_plots(card: Scorecard, root: str | Path, out_dir: str | Path) -> list[Path]:
-    """Write ``confusion.png`` and ``worst_mistakes.png`` into ``out_dir``.
+    """Write ``confusion.png``, ``stage1.png`` and ``worst_mistakes.png`` into ``out_dir``.
 
     Raises
     ------
@@ -284,8 +346,9 @@ def write_plots(card: Scorecard, root: str | Path, out_dir: str | Path) -> list[
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_confusion_png(card, out / CONFUSION_PNG)
+    write_stage1_png(card, out / STAGE1_PNG)
     contact_sheet(card, root, out / WORST_PNG)
-    return [out / CONFUSION_PNG, out / WORST_PNG]
+    return [out / CONFUSION_PNG, out / STAGE1_PNG, out / WORST_PNG]
 
 
 # ------------------------------------------------------------------------------ CLI

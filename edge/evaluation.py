@@ -50,6 +50,7 @@ __all__ = [
     "mistake_kind",
     "predict",
     "scan_data",
+    "stage1_scores",
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -416,18 +417,29 @@ def _stage2_block(preds: Sequence[Prediction]) -> dict[str, Any]:
 
 
 RANKING_RECALLS = (0.90, 0.95, 0.99)
-"""Recalls at which ``stage1.ranking`` reports the specificity a threshold would give."""
+"""Recalls at which ``stage1.ranking`` reports the threshold that keeps them and the
+specificity it gives."""
+
+
+def stage1_scores(preds: Sequence[Prediction]) -> tuple[np.ndarray, np.ndarray]:
+    """``(defective, stage1_score)`` arrays of the predictions with a finite score."""
+    scored = [p for p in preds if p.ok and math.isfinite(p.stage1_score)]
+    return (np.array([p.defective for p in scored], bool),
+            np.array([p.stage1_score for p in scored], np.float64))
 
 
 def _stage1_ranking(ok: Sequence[Prediction]) -> dict[str, Any]:
     """Threshold-free stage-1 quality: how well the image's highest stage-1 score ranks
-    defects above normals, whatever the bundle's threshold."""
-    scored = [p for p in ok if math.isfinite(p.stage1_score)]
-    truth = np.array([p.defective for p in scored], bool)
-    scores = np.array([p.stage1_score for p in scored], np.float64)
+    defects above normals, whatever the bundle's threshold; and, for each recall in
+    :data:`RANKING_RECALLS`, the stage-1 threshold that keeps it on these images (a
+    profile's ``stage1_threshold``) and the specificity that threshold gives."""
+    truth, scores = stage1_scores(ok)
+    at = {f"{r:.2f}": r for r in RANKING_RECALLS}
     return {"roc_auc": metrics.roc_auc(truth, scores),
-            "specificity_at_recall": {f"{r:.2f}": metrics.specificity_at_recall(truth, scores, r)
-                                      for r in RANKING_RECALLS}}
+            "specificity_at_recall": {k: metrics.specificity_at_recall(truth, scores, r)
+                                      for k, r in at.items()},
+            "threshold_at_recall": {k: metrics.threshold_at_recall(truth, scores, r)
+                                    for k, r in at.items()}}
 
 
 def _worst(preds: Sequence[Prediction], n: int) -> list[Prediction]:

@@ -20,6 +20,7 @@ __all__ = [
     "precision_recall_f1",
     "roc_auc",
     "specificity_at_recall",
+    "threshold_at_recall",
 ]
 
 
@@ -213,16 +214,25 @@ def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(u / (n_pos * n_neg))
 
 
-def specificity_at_recall(y_true: np.ndarray, scores: np.ndarray, recall: float) -> float:
-    """Specificity at the highest threshold that keeps at least ``recall`` of the
-    positives (an item is flagged when its score is >= the threshold, so negatives tied
-    with the threshold count as false alarms). ``nan`` without positives or negatives."""
+def threshold_at_recall(y_true: np.ndarray, scores: np.ndarray, recall: float) -> float:
+    """The highest threshold that keeps at least ``recall`` of the positives flagged (an
+    item is flagged when its score is >= the threshold): the score of the positive at
+    that rank. ``nan`` without positives."""
     if not 0.0 < recall <= 1.0:
         raise ValueError(f"recall must be in (0, 1], got {recall}")
     t, s = _binary_scores(y_true, scores)
-    pos, neg = np.sort(s[t])[::-1], s[~t]
-    if pos.size == 0 or neg.size == 0:
+    pos = np.sort(s[t])[::-1]
+    if pos.size == 0:
         return float("nan")
     keep = int(np.ceil(recall * pos.size - 1e-9))  # positives that must score >= threshold
-    threshold = pos[max(keep, 1) - 1]
-    return float(np.mean(neg < threshold))
+    return float(pos[max(keep, 1) - 1])
+
+
+def specificity_at_recall(y_true: np.ndarray, scores: np.ndarray, recall: float) -> float:
+    """Specificity at :func:`threshold_at_recall` (negatives tied with the threshold
+    count as false alarms). ``nan`` without positives or negatives."""
+    threshold = threshold_at_recall(y_true, scores, recall)
+    t, s = _binary_scores(y_true, scores)
+    if np.isnan(threshold) or not (~t).any():
+        return float("nan")
+    return float(np.mean(s[~t] < threshold))

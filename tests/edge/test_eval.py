@@ -309,6 +309,7 @@ def test_stage1_ranking_is_threshold_free_and_skips_unreadable_files():
     assert rank["specificity_at_recall"] == {"0.90": pytest.approx(1 / 3),
                                              "0.95": pytest.approx(1 / 3),
                                              "0.99": pytest.approx(1 / 3)}
+    assert rank["threshold_at_recall"] == {"0.90": 0.3, "0.95": 0.3, "0.99": 0.3}
     no_normals = compute_scorecard([pred("ler", "ler", path="a")]).stage1["ranking"]
     assert math.isnan(no_normals["roc_auc"])
 
@@ -412,13 +413,38 @@ def test_cli_writes_json_and_plots_and_exits_1_on_a_bad_file(capsys, eval_bundle
     assert code == 1, err  # the broken file
     doc = strict_json((tmp_path / "s.json").read_text())
     assert doc["stage1"]["tp"] == 11 and doc["data"]["errors"] == 1
-    for name, min_side in (("confusion.png", 200), ("worst_mistakes.png", 176)):
+    for name, min_side in (("confusion.png", 200), ("stage1.png", 300),
+                           ("worst_mistakes.png", 176)):
         png = cv2.imread(str(tmp_path / "plots" / name))
         assert png is not None and min(png.shape[:2]) >= min_side, name
     sheet = cv2.imread(str(tmp_path / "plots" / "worst_mistakes.png"))
     assert sheet.shape[1] == 6 * 176  # six mistakes, one row
     assert "stage 1" in out and "macro" in out and "other_defect" in out
     assert "target x86-cpu" in err and "zz_broken.png" in out
+
+
+def test_a_threshold_from_the_scorecard_in_a_profile_gives_that_operating_point(
+        capsys, eval_bundle, data_dir, tmp_path):
+    # what docs/eval.md tells a user: read ranking.threshold_at_recall off a scorecard of
+    # their labelled images, put it in a target profile, get that recall and specificity
+    code, out, err = run_cli(capsys, "eval", "--data", str(data_dir), "--bundle",
+                             str(eval_bundle), "--target", "x86-cpu", "--json", "-")
+    rank = strict_json(out)["stage1"]["ranking"]
+    # 13 readable defect images; 90 % keeps 12: all but the missed open (m 0.50), so the
+    # threshold is other_defect/x4's score (m 0.65), below the bundle's (0.70)
+    before = strict_json(out)["stage1"]
+    assert before["recall"] == pytest.approx(11 / 13)
+    threshold = rank["threshold_at_recall"]["0.90"]
+    profile = tmp_path / "site.toml"
+    profile.write_text(f'name = "site"\nbackend = "onnxruntime"\nformats = ["onnx-int8", "onnx"]\n'
+                       f"threads = 1\nstage1_threshold = {threshold!r}\n")
+    code, out, err = run_cli(capsys, "eval", "--data", str(data_dir), "--bundle",
+                             str(eval_bundle), "--target", str(profile), "--json", "-")
+    after = strict_json(out)
+    assert after["run"]["stage1_threshold"] == threshold
+    assert after["stage1"]["recall"] == pytest.approx(12 / 13)
+    assert after["stage1"]["specificity"] == pytest.approx(rank["specificity_at_recall"]["0.90"])
+    assert after["stage1"]["specificity"] == pytest.approx(2 / 3)
 
 
 def test_cli_json_to_stdout_keeps_stdout_pure_json(capsys, eval_bundle, tmp_path):

@@ -69,7 +69,7 @@ def _check_document(code, doc, plots):
     assert doc["out_of_taxonomy"]["images"] == 237
     assert doc["run"]["small_image"] == "upscale"
     if _has_matplotlib():
-        for name in ("confusion.png", "worst_mistakes.png"):
+        for name in ("confusion.png", "stage1.png", "worst_mistakes.png"):
             assert cv2.imread(str(plots / name)) is not None, name
 
 

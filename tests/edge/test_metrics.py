@@ -12,6 +12,7 @@ from edge.metrics import (
     precision_recall_f1,
     roc_auc,
     specificity_at_recall,
+    threshold_at_recall,
 )
 
 
@@ -143,3 +144,22 @@ def test_specificity_at_recall_keeps_at_least_that_share_of_positives():
     assert specificity_at_recall(np.array([1, 0]), np.array([0.3, 0.3]), 1.0) == 0.0
     with pytest.raises(ValueError, match="recall"):
         specificity_at_recall(truth, scores, 0.0)
+
+
+def test_threshold_at_recall_is_the_score_of_the_last_positive_kept():
+    truth = np.array([1] * 10 + [0] * 4)
+    scores = np.array([*range(10), 0.5, 1.5, 8.5, 9.5], float)
+    assert threshold_at_recall(truth, scores, 0.9) == 1.0   # 9 of 10 score >= 1
+    assert threshold_at_recall(truth, scores, 0.95) == 0.0  # 9.5 positives round up to 10
+    assert threshold_at_recall(truth, scores, 0.5) == 5.0
+    # the threshold keeps exactly the share it names: flagging score >= threshold
+    for recall in (0.1, 0.35, 0.9, 1.0):
+        t = threshold_at_recall(truth, scores, recall)
+        assert np.mean(scores[truth == 1] >= t) >= recall
+        assert np.mean(scores[truth == 1] > t) < recall  # and no higher threshold does
+    # defined without negatives (specificity is not), undefined without positives
+    assert threshold_at_recall(np.array([1, 1]), np.array([0.2, 0.8]), 1.0) == 0.2
+    assert np.isnan(specificity_at_recall(np.array([1, 1]), np.array([0.2, 0.8]), 1.0))
+    assert np.isnan(threshold_at_recall(np.array([0, 0]), np.array([0.2, 0.8]), 0.9))
+    with pytest.raises(ValueError, match="recall"):
+        threshold_at_recall(truth, scores, 1.5)
