@@ -1,9 +1,9 @@
 """``semedge eval``: arguments, progress bar, terminal tables, JSON and PNGs.
 
 The scanning, classifying and scoring are in :mod:`edge.evaluation`; this module only
-parses, prints and writes files. Plots: ``confusion.png`` and ``stage1.png`` (matplotlib,
-Agg, imported lazily — not a runtime dependency) and ``worst_mistakes.png`` (a contact sheet drawn
-with OpenCV). Exit status: 0 done, 1 some image could not be read (the scorecard is
+parses, prints and writes files. Plots: ``confusion.png`` and ``stage1.png``
+(matplotlib, Agg, imported lazily — not a runtime dependency) and ``worst_mistakes.png``
+(a contact sheet drawn with OpenCV). Exit status: 0 done, 1 some image could not be read (the scorecard is
 still written), 2 usage or setup error (data folder, bundle, target, backend,
 ``--plots`` without matplotlib).
 """
@@ -21,6 +21,7 @@ import numpy as np
 
 from edge._plotting import INSTALL_HINT, pyplot
 from edge.evaluation import Scorecard, mistake_kind, stage1_scores
+from edge.metrics import roc_curve
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -205,17 +206,6 @@ def write_confusion_png(card: Scorecard, path: str | Path) -> None:
     plt.close(fig)
 
 
-def _curve(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """False-alarm rate and recall at every distinct score used as the threshold
-    (flagged: score >= threshold), from the strictest to the most lenient."""
-    order = np.argsort(-scores, kind="stable")
-    s, t = scores[order], truth[order]
-    last = np.r_[s[1:] != s[:-1], True]  # the last item of each run of equal scores
-    tp, fp = np.cumsum(t)[last], np.cumsum(~t)[last]
-    return (np.r_[0.0, fp / max(int((~truth).sum()), 1)],
-            np.r_[0.0, tp / max(int(truth.sum()), 1)])
-
-
 def write_stage1_png(card: Scorecard, path: str | Path) -> None:
     """Stage 1 on these images as a PNG: the ROC curve of the image scores with the
     run's operating point and the thresholds of :data:`RANKING_RECALLS`, and the score
@@ -227,7 +217,7 @@ def write_stage1_png(card: Scorecard, path: str | Path) -> None:
     threshold = card.run.get("stage1_threshold")
     fig, (roc, hist) = plt.subplots(1, 2, figsize=(10.5, 4.2))
     if truth.any() and (~truth).any():
-        far, rec = _curve(truth, scores)
+        far, rec = roc_curve(truth, scores)
         roc.plot(far, rec, color="tab:blue", lw=1.5,
                  label=f"images (AUC {_f(rank['roc_auc'])})")
     roc.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")

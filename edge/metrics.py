@@ -19,6 +19,7 @@ __all__ = [
     "macro_f1",
     "precision_recall_f1",
     "roc_auc",
+    "roc_curve",
     "specificity_at_recall",
     "threshold_at_recall",
 ]
@@ -214,13 +215,22 @@ def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(u / (n_pos * n_neg))
 
 
-def threshold_at_recall(y_true: np.ndarray, scores: np.ndarray, recall: float) -> float:
-    """The highest threshold that keeps at least ``recall`` of the positives flagged (an
-    item is flagged when its score is >= the threshold): the score of the positive at
-    that rank. ``nan`` without positives."""
+def roc_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False-alarm rate and recall with every distinct score as the threshold (flagged:
+    score >= threshold), from the strictest to the most lenient, starting at ``(0, 0)``.
+    A class with no items gives rates of 0."""
+    t, s = _binary_scores(y_true, scores)
+    order = np.argsort(-s, kind="stable")
+    s, t = s[order], t[order]
+    last = np.r_[s[1:] != s[:-1], True]  # the last item of each run of equal scores
+    tp, fp = np.cumsum(t)[last], np.cumsum(~t)[last]
+    return (np.r_[0.0, fp / max(int((~t).sum()), 1)],
+            np.r_[0.0, tp / max(int(t.sum()), 1)])
+
+
+def _threshold(t: np.ndarray, s: np.ndarray, recall: float) -> float:
     if not 0.0 < recall <= 1.0:
         raise ValueError(f"recall must be in (0, 1], got {recall}")
-    t, s = _binary_scores(y_true, scores)
     pos = np.sort(s[t])[::-1]
     if pos.size == 0:
         return float("nan")
@@ -228,11 +238,18 @@ def threshold_at_recall(y_true: np.ndarray, scores: np.ndarray, recall: float) -
     return float(pos[max(keep, 1) - 1])
 
 
+def threshold_at_recall(y_true: np.ndarray, scores: np.ndarray, recall: float) -> float:
+    """The highest threshold that keeps at least ``recall`` of the positives flagged (an
+    item is flagged when its score is >= the threshold): the score of the positive at
+    that rank. ``nan`` without positives."""
+    return _threshold(*_binary_scores(y_true, scores), recall)
+
+
 def specificity_at_recall(y_true: np.ndarray, scores: np.ndarray, recall: float) -> float:
     """Specificity at :func:`threshold_at_recall` (negatives tied with the threshold
     count as false alarms). ``nan`` without positives or negatives."""
-    threshold = threshold_at_recall(y_true, scores, recall)
     t, s = _binary_scores(y_true, scores)
+    threshold = _threshold(t, s, recall)
     if np.isnan(threshold) or not (~t).any():
         return float("nan")
     return float(np.mean(s[~t] < threshold))

@@ -429,10 +429,10 @@ def test_a_threshold_from_the_scorecard_in_a_profile_gives_that_operating_point(
     # their labelled images, put it in a target profile, get that recall and specificity
     code, out, err = run_cli(capsys, "eval", "--data", str(data_dir), "--bundle",
                              str(eval_bundle), "--target", "x86-cpu", "--json", "-")
-    rank = strict_json(out)["stage1"]["ranking"]
+    before = strict_json(out)["stage1"]
+    rank = before["ranking"]
     # 13 readable defect images; 90 % keeps 12: all but the missed open (m 0.50), so the
     # threshold is other_defect/x4's score (m 0.65), below the bundle's (0.70)
-    before = strict_json(out)["stage1"]
     assert before["recall"] == pytest.approx(11 / 13)
     threshold = rank["threshold_at_recall"]["0.90"]
     profile = tmp_path / "site.toml"

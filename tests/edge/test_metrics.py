@@ -11,6 +11,7 @@ from edge.metrics import (
     macro_f1,
     precision_recall_f1,
     roc_auc,
+    roc_curve,
     specificity_at_recall,
     threshold_at_recall,
 )
@@ -163,3 +164,15 @@ def test_threshold_at_recall_is_the_score_of_the_last_positive_kept():
     assert np.isnan(threshold_at_recall(np.array([0, 0]), np.array([0.2, 0.8]), 0.9))
     with pytest.raises(ValueError, match="recall"):
         threshold_at_recall(truth, scores, 1.5)
+
+
+def test_roc_curve_steps_through_each_distinct_score():
+    # scores 0.9 (pos), 0.7 (neg), 0.7 (pos), 0.2 (neg): the tie moves both rates at once
+    far, rec = roc_curve(np.array([1, 0, 1, 0]), np.array([0.9, 0.7, 0.7, 0.2]))
+    assert far.tolist() == [0.0, 0.0, 0.5, 1.0]
+    assert rec.tolist() == [0.0, 0.5, 1.0, 1.0]
+    # its area is roc_auc's (trapezoids count a tie as one half)
+    truth = np.array([1] * 10 + [0] * 4)
+    scores = np.array([*range(10), 0.5, 1.5, 8.5, 9.5], float)
+    far, rec = roc_curve(truth, scores)
+    assert np.sum(np.diff(far) * (rec[1:] + rec[:-1]) / 2) == pytest.approx(roc_auc(truth, scores))
