@@ -204,6 +204,11 @@ def validate(data: dict[str, Any]) -> None:
 
     walk(data, schema, "")
     rec = data["recipe"]
+    if data["sem"]["frames"][0] < 1:
+        raise ValueError(
+            f"recipe key 'sem.frames' counts averaged scans and must start at 1, "
+            f"got {data['sem']['frames']!r}"
+        )
     if rec["bit_depth"] not in (8, 16):
         raise ValueError(f"recipe key 'recipe.bit_depth' must be 8 or 16, got {rec['bit_depth']!r}")
     if rec["supersample"] not in (1, 2, 3, 4):

@@ -21,6 +21,8 @@ def sample_sem(rng: np.random.Generator, sem: dict, size: int, scene_tex: dict,
 
     Cross-section ``view``s are imaged at ``xsection_dose_gain`` times the dose: polished
     cross-sections are usually recorded slowly, and look clean next to in-line top-down shots.
+    Every image averages ``frames`` scans (log-uniform): the dose grows and the read noise
+    shrinks by the square root of that count, as a tool's frame integration does.
     Line ``family``s are inverted with ``line_inverted_prob`` instead of ``inverted_prob``.
     """
     strong = bool(rng.random() < sem["strong_blur_prob"])
@@ -47,6 +49,10 @@ def sample_sem(rng: np.random.Generator, sem: dict, size: int, scene_tex: dict,
         "grain_px": loguni(rng, scene_tex["grain_px"]),
         "grain_kind": "voronoi" if rng.random() < 0.5 else "smooth",
     }
+    # single-frame recipes draw nothing here, so their renders stay as they were before
+    p["frames"] = loguni(rng, sem["frames"]) if sem["frames"][1] > 1 else 1.0
+    p["dose"] *= p["frames"]
+    p["read_noise"] /= float(np.sqrt(p["frames"]))
     if view == "xsection":
         p["dose"] *= loguni(rng, sem["xsection_dose_gain"])
     return p

@@ -36,6 +36,7 @@ def test_file_recipe_inherits_and_overrides(tmp_path: Path):
     ("[classes.ler.families]\nvias = 1.0\n", "classes.ler.families.vias"),
     ("[defects.malformed_via]\ntop_kinds = [\"square\"]\n", "top_kinds"),
     ("[defects.open]\ncount = [-1, 2]\n", "defects.open.count"),
+    ("[sem]\nframes = [0.0, 4.0]\n", "sem.frames"),
 ])
 def test_bad_recipes_name_the_key(tmp_path: Path, body: str, words: str):
     f = tmp_path / "bad.toml"

@@ -125,3 +125,21 @@ def test_crack_is_dark_and_long(clean):
         assert v[rec.mask].mean() < 0.8 * v[~rec.mask].mean()
         x0, y0, x1, y1 = rec.box
         assert max(x1 - x0, y1 - y0) >= min(20.0, rec.params["defect"]["length_px"] * 0.4)
+
+
+def test_frame_averaging_lowers_the_noise_by_its_square_root(clean):
+    def residual_sd(frames: float) -> float:
+        noisy = clean.replace({"sem.dose": [400.0, 400.0], "sem.read_noise": [0.02, 0.02],
+                               "sem.frames": [frames, frames]})
+        sds = []
+        for i in range(3):
+            img, rec = render(noisy, "normal", i, seed=4)
+            # same seed, noise switched off: the same picture without its noise
+            ref, _ = render(clean.replace({"sem.frames": [frames, frames]}), "normal", i, seed=4)
+            assert rec.params["sem"]["frames"] == frames
+            sds.append(np.std(img.astype(float) - ref.astype(float)))
+        return float(np.mean(sds))
+
+    one, sixteen = residual_sd(1.0), residual_sd(16.0)
+    assert one > 2.0  # grey levels: the single-frame render is visibly noisy
+    assert 3.0 < one / sixteen < 5.0
