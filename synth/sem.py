@@ -21,8 +21,8 @@ def sample_sem(rng: np.random.Generator, sem: dict, size: int, scene_tex: dict,
 
     Cross-section ``view``s are imaged at ``xsection_dose_gain`` times the dose: polished
     cross-sections are usually recorded slowly, and look clean next to in-line top-down shots.
-    Every image averages ``frames`` scans (log-uniform): the dose grows and the read noise
-    shrinks by the square root of that count, as a tool's frame integration does.
+    Every image averages ``frames`` scans (log-uniform), as a tool's frame integration does:
+    the dose grows by that count and the read noise shrinks by its square root.
     Line ``family``s are inverted with ``line_inverted_prob`` instead of ``inverted_prob``.
     """
     strong = bool(rng.random() < sem["strong_blur_prob"])
