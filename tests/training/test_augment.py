@@ -54,6 +54,27 @@ def test_blur_keeps_the_mean_and_smooths():
     assert float(y.std()) < float(x.std())
 
 
+@pytest.mark.parametrize("sigma", [0.3, 0.5, 1.25, 2.5])
+def test_blur_matches_opencv_gaussian_with_reflect101_borders(sigma):
+    cv2 = pytest.importorskip("cv2")
+    import math  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    x = _batch()[:3]
+    y = _gaussian_blur(x, sigma)
+    k = 2 * max(1, math.ceil(2.5 * sigma)) + 1
+    for tile, blurred in zip(x[:, 0].numpy(), y[:, 0].numpy()):
+        ref = cv2.GaussianBlur(tile, (k, k), sigmaX=sigma, sigmaY=sigma,
+                               borderType=cv2.BORDER_REFLECT_101)
+        np.testing.assert_allclose(blurred, ref, atol=2e-6)
+
+
+def test_blur_wider_than_the_tile_is_an_error():
+    with pytest.raises(ValueError, match="too wide"):
+        _gaussian_blur(torch.zeros(1, 1, 8, 8), 2.5)
+
+
 def test_unknown_config_key_is_an_error():
     with pytest.raises(ValueError, match="unknown augment keys"):
         AugmentConfig.from_dict({"p_rotate": 0.5})
