@@ -1,0 +1,134 @@
+"""Stage 1's training step on one thread, batch 64 at 224 px: augmentation against the
+network's forward + backward pass, and the beam blur against a dense blur matrix.
+
+    pytest benchmarks/test_bench_training.py --benchmark-only
+
+The augmentation runs on the training core beside the network, so its share of a step
+is what more stage-1 samples per build minute depend on (docs/training.md). Ratios are
+measured in one run and recorded in the benchmark JSON (``extra_info``), not asserted:
+the machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+from training.augment import _gaussian_blur, augment_batch_with_masks  # noqa: E402
+from training.models import build_model  # noqa: E402
+from training.recipe import load_recipe  # noqa: E402
+
+BATCH, SIZE = 64, 224
+
+
+@pytest.fixture(scope="module")
+def stage1_setup():
+    torch.set_num_threads(1)
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "training/recipes/default.toml")
+    config = recipe.augment.with_overrides(recipe.stage1.augment)
+    gen = torch.Generator().manual_seed(0)
+    tiles = torch.rand(BATCH, 1, SIZE, SIZE, generator=gen).half()
+    cells = torch.zeros(BATCH, 1, SIZE // 16, SIZE // 16, dtype=torch.uint8)
+    model = build_model("stage1").to(memory_format=torch.channels_last)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    labels = (torch.rand(BATCH, generator=gen) > 0.5).float()
+
+    def augment():
+        return augment_batch_with_masks(tiles, gen, config, cells)[0]
+
+    augmented = augment().contiguous(memory_format=torch.channels_last)
+
+    def forward_backward():
+        out = model.forward_training(augmented)[0]
+        loss = F.binary_cross_entropy_with_logits(out[:, 0], labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return augment, forward_backward
+
+
+def _blur_matrix(n: int, sigma: float):
+    """The baseline's ``(n, n)`` matrix: the same Gaussian, reflect-101 borders."""
+    radius = max(1, math.ceil(2.5 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-(t**2) / (2 * sigma * sigma))
+    k = k / k.sum()
+    m = torch.zeros(n, n)
+    rows = torch.arange(n)
+    for off, weight in zip(range(-radius, radius + 1), k.tolist()):
+        cols = (rows + off).abs()
+        cols = torch.where(cols >= n, 2 * (n - 1) - cols, cols)
+        m.index_put_((rows, cols), torch.full((n,), weight), accumulate=True)
+    return m
+
+
+def _median_ms(fn, min_time_s: float) -> float:
+    times = []
+    start = time.perf_counter()
+    while not times or time.perf_counter() - start < min_time_s:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+@pytest.mark.parametrize("part", ["augment", "forward_backward"])
+def test_stage1_step_part(benchmark, stage1_setup, part, quick):
+    fn = dict(zip(("augment", "forward_backward"), stage1_setup))[part]
+    benchmark.group = "stage1-step"
+    if quick:
+        benchmark.pedantic(fn, rounds=2, iterations=1)
+    else:
+        benchmark(fn)
+
+
+def test_stage1_step_ratio(benchmark, stage1_setup, min_time_s):
+    augment, forward_backward = stage1_setup
+
+    def measure() -> dict[str, float]:
+        aug = _median_ms(augment, min_time_s)
+        net = _median_ms(forward_backward, min_time_s)
+        return {"augment_ms": aug, "forward_backward_ms": net,
+                "augment_share": aug / (aug + net)}
+
+    result = benchmark.pedantic(measure, rounds=1, iterations=1)
+    benchmark.group = "ratios"
+    benchmark.extra_info.update(result)
+    print(f"\nstage 1, batch {BATCH}, one thread: augmentation {result['augment_ms']:.1f} ms, "
+          f"forward + backward {result['forward_backward_ms']:.1f} ms → augmentation "
+          f"{result['augment_share']:.0%} of a step")
+    assert result["augment_ms"] > 0 and result["forward_backward_ms"] > 0
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.5, 2.5])
+def test_blur_against_dense_matrix(benchmark, sigma, min_time_s):
+    torch.set_num_threads(1)
+    x = torch.rand(16, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    m = _blur_matrix(SIZE, sigma)  # built once, as the old code cached it
+
+    def _dense_blur(x, sigma):
+        return m @ x @ m.T
+
+    torch.testing.assert_close(_gaussian_blur(x, sigma), _dense_blur(x, sigma),
+                               atol=2e-6, rtol=0)
+
+    def measure() -> dict[str, float]:
+        shifted = _median_ms(lambda: _gaussian_blur(x, sigma), min_time_s)
+        dense = _median_ms(lambda: _dense_blur(x, sigma), min_time_s)
+        return {"shifted_ms": shifted, "dense_ms": dense, "dense_over_shifted": dense / shifted}
+
+    result = benchmark.pedantic(measure, rounds=1, iterations=1)
+    benchmark.group = "ratios"
+    benchmark.extra_info.update(result)
+    print(f"\nblur sigma {sigma}, 16 tiles: shifted multiply-adds {result['shifted_ms']:.2f} ms, "
+          f"dense matrices {result['dense_ms']:.2f} ms → {result['dense_over_shifted']:.1f}×")
+    assert result["shifted_ms"] > 0
