@@ -72,7 +72,8 @@ def test_blur_matches_opencv_gaussian_with_reflect101_borders(sigma):
 
 def test_blur_wider_than_the_tile_is_an_error():
     with pytest.raises(ValueError, match="too wide"):
-        _gaussian_blur(torch.zeros(1, 1, 8, 8), 2.5)
+        _gaussian_blur(torch.zeros(1, 1, 7, 7), 2.5)  # radius 7
+    assert _gaussian_blur(torch.ones(1, 1, 8, 8), 2.5).allclose(torch.ones(1, 1, 8, 8))
 
 
 def test_unknown_config_key_is_an_error():
