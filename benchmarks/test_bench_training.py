@@ -11,7 +11,6 @@ the machines are shared and noisy.
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from pathlib import Path
@@ -21,16 +20,24 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from training.augment import _gaussian_blur, augment_batch_with_masks  # noqa: E402
+from training.augment import _blur_taps, _gaussian_blur, augment_batch_with_masks  # noqa: E402
 from training.models import build_model  # noqa: E402
 from training.recipe import load_recipe  # noqa: E402
 
 BATCH, SIZE = 64, 224
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread, as the default build trains stage 1; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def stage1_setup():
-    torch.set_num_threads(1)
     recipe = load_recipe(Path(__file__).resolve().parents[1] / "training/recipes/default.toml")
     config = recipe.augment.with_overrides(recipe.stage1.augment)
     gen = torch.Generator().manual_seed(0)
@@ -57,14 +64,11 @@ def stage1_setup():
 
 
 def _blur_matrix(n: int, sigma: float):
-    """The baseline's ``(n, n)`` matrix: the same Gaussian, reflect-101 borders."""
-    radius = max(1, math.ceil(2.5 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    k = torch.exp(-(t**2) / (2 * sigma * sigma))
-    k = k / k.sum()
+    """The baseline's ``(n, n)`` matrix: the same taps, reflect-101 borders."""
+    radius, taps = _blur_taps(sigma)
     m = torch.zeros(n, n)
     rows = torch.arange(n)
-    for off, weight in zip(range(-radius, radius + 1), k.tolist()):
+    for off, weight in zip(range(-radius, radius + 1), taps):
         cols = (rows + off).abs()
         cols = torch.where(cols >= n, 2 * (n - 1) - cols, cols)
         m.index_put_((rows, cols), torch.full((n,), weight), accumulate=True)
@@ -111,7 +115,6 @@ def test_stage1_step_ratio(benchmark, stage1_setup, min_time_s):
 
 @pytest.mark.parametrize("sigma", [0.5, 1.5, 2.5])
 def test_blur_against_dense_matrix(benchmark, sigma, min_time_s):
-    torch.set_num_threads(1)
     x = torch.rand(16, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
     m = _blur_matrix(SIZE, sigma)  # built once, as the old code cached it
 

@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from training.augment import AugmentConfig, _gaussian_blur, augment_batch  # noqa: E402
+from training.augment import AugmentConfig, _blur_taps, _gaussian_blur, augment_batch  # noqa: E402
 
 
 def _batch():
@@ -57,13 +57,11 @@ def test_blur_keeps_the_mean_and_smooths():
 @pytest.mark.parametrize("sigma", [0.3, 0.5, 1.25, 2.5])
 def test_blur_matches_opencv_gaussian_with_reflect101_borders(sigma):
     cv2 = pytest.importorskip("cv2")
-    import math  # noqa: PLC0415
-
     import numpy as np  # noqa: PLC0415
 
     x = _batch()[:3]
     y = _gaussian_blur(x, sigma)
-    k = 2 * max(1, math.ceil(2.5 * sigma)) + 1
+    k = 2 * _blur_taps(sigma)[0] + 1
     for tile, blurred in zip(x[:, 0].numpy(), y[:, 0].numpy()):
         ref = cv2.GaussianBlur(tile, (k, k), sigmaX=sigma, sigmaY=sigma,
                                borderType=cv2.BORDER_REFLECT_101)
