@@ -160,8 +160,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval", action="append", default=[], metavar="NAME=DIR",
                         type=_eval_set,
                         help="held-out ImageFolder for the TFLite parity gate (the first gates)")
-    parser.add_argument("--per-class", type=int, default=48,
-                        help="calibration images per class (default 48)")
+    parser.add_argument("--per-class", type=int, default=None,
+                        help="draw this many calibration images per class instead of reusing "
+                             "the ones the bundle's ONNX int8 models were calibrated on")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
 
@@ -235,7 +236,7 @@ def run_export(args: argparse.Namespace) -> int:
     except DatasetError as err:
         print(f"semedge export: {err}", file=sys.stderr)
         return 2
-    pick = balanced_subset(labels, args.per_class, seed=args.seed)
+    pick = balanced_subset(labels, args.per_class or 48, seed=args.seed)
     calib = load_dataset([paths[i] for i in pick], labels[pick], size=size,
                          low=float(ckpt.get("low", 1.0)), high=float(ckpt.get("high", 99.0)))
     with tempfile.TemporaryDirectory() as tmp:

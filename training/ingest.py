@@ -48,6 +48,7 @@ __all__ = [
     "LeakageError",
     "check_leakage",
     "layout_of",
+    "calibration_rows",
     "read_splits",
     "scan",
     "write_splits",
@@ -346,24 +347,36 @@ def _add_notes(report: IngestReport, size: int) -> None:
 def write_splits(path: PathLike, *, root: PathLike, paths: Sequence[str],
                  labels: Sequence[int], sha256: Sequence[str], split: Sequence[str],
                  seed: int, fractions: dict[str, float],
-                 eval_sets: dict[str, Sequence[str]] | None = None) -> Path:
+                 eval_sets: dict[str, Sequence[str]] | None = None,
+                 calibration: Sequence[bool] | None = None) -> Path:
     """Write ``splits.json``: every image of the data set with its split and sha256.
 
     ``eval_sets`` maps an evaluation set's name to its images' sha256 (kept so anyone can
-    re-check that it shares no image with ``train``/``val``).
+    re-check that it shares no image with ``train``/``val``). ``calibration`` marks the
+    images the int8 models were calibrated on (``"calibration": true``), so a later
+    export to another format calibrates on the very same tiles.
     """
     root = Path(root)
     rows = []
-    for p, y, h, s in zip(paths, labels, sha256, split):
+    marks = calibration if calibration is not None else [False] * len(paths)
+    for p, y, h, s, c in zip(paths, labels, sha256, split, marks):
         rel = os.path.relpath(p, root) if Path(p).is_relative_to(root) else str(p)
-        rows.append({"path": Path(rel).as_posix(), "label": LABEL_NAMES[int(y)],
-                     "sha256": h, "split": s})
+        row = {"path": Path(rel).as_posix(), "label": LABEL_NAMES[int(y)], "sha256": h,
+               "split": s}
+        if c:
+            row["calibration"] = True
+        rows.append(row)
     data = {"seed": int(seed), "fractions": fractions, "root": str(root),
             "counts": dict(Counter(r["split"] for r in rows)), "files": rows,
             "eval_sets": {k: sorted(v) for k, v in (eval_sets or {}).items()}}
     path = Path(path)
     path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return path
+
+
+def calibration_rows(splits: dict) -> list[dict]:
+    """The ``splits.json`` rows marked as int8 calibration images (empty for old bundles)."""
+    return [row for row in splits.get("files", []) if row.get("calibration")]
 
 
 def read_splits(path: PathLike) -> dict:

@@ -403,17 +403,20 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         split_of = np.full(len(paths), "train", dtype=object)
         split_of[val_idx] = "val"
         split_of[test_idx] = "test"
+        calib_local = balanced_subset(labels[train_idx], r.calibration_per_class, seed=r.seed)
+        is_calib = np.zeros(len(paths), dtype=bool)
+        is_calib[train_idx[calib_local]] = True
         splits_path = write_splits(
             out_dir / SPLITS_FILE, root=data_dir, paths=paths, labels=labels,
             sha256=found.sha256, split=split_of.tolist(), seed=r.seed,
             fractions={"val": r.val_fraction, "test": 0.0 if eval_sets else r.test_fraction},
-            eval_sets={k: v.sha256 for k, v in eval_found.items()})
+            eval_sets={k: v.sha256 for k, v in eval_found.items()},
+            calibration=is_calib.tolist())
         sub = lambda idx: ([paths[i] for i in idx], labels[idx])  # noqa: E731
         train = load_dataset(*sub(train_idx), dtype=np.float16, progress=progress,
                              description="normalizing train", **load_kw)
         val = load_dataset(*sub(val_idx), progress=progress, description="normalizing val",
                            **load_kw)
-        calib_local = balanced_subset(train.y, r.calibration_per_class, seed=r.seed)
         calib = load_dataset([train.paths[i] for i in calib_local], train.y[calib_local],
                              progress=progress, description="normalizing calibration",
                              **load_kw)

@@ -186,3 +186,50 @@ def test_checkpoints_without_the_aux_head_still_load(tmp_path):
     torch.save({"model": "stage1", "state_dict": state}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="bogus.weight"):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_splits_mark_the_int8_calibration_images_and_a_tflite_export_reuses_them(
+        tmp_path, base_bundle, tiny_folder):
+    """The images ONNX Runtime's int8 models were calibrated on are in ``splits.json``;
+    calibrating on them again reproduces the bundle's int8 file byte for byte, which is
+    what lets the TFLite export start from the same tiles (docs/tflite.md)."""
+    import shutil
+
+    from training.data import load_dataset
+    from training.export.quantize import quantize_int8
+    from training.export.tflite_bundle import CalibrationMismatch, calibration_images
+    from training.ingest import calibration_rows
+
+    rows = calibration_rows(read_splits(base_bundle))
+    assert rows and {r["split"] for r in rows} == {"train"}
+    per_label = {label: sum(r["label"] == label for r in rows) for label in {r["label"] for r in rows}}
+    assert len(per_label) == 8 and set(per_label.values()) == {4}  # calibration_per_class = 4
+
+    paths, labels, source = calibration_images(base_bundle, tiny_folder)
+    assert "ONNX int8" in source
+    assert sorted(str(p) for p in paths) == sorted(str(tiny_folder / r["path"]) for r in rows)
+    bundle = load_bundle(base_bundle)
+    calib = load_dataset(paths, labels, size=bundle.input_size, low=bundle.low, high=bundle.high)
+    again = quantize_int8(bundle.file("stage2", "onnx").path, tmp_path / "s2.int8.onnx", calib.x)
+    assert again.read_bytes() == bundle.file("stage2", "onnx-int8").path.read_bytes()
+
+    fresh, _, why = calibration_images(base_bundle, tiny_folder, per_class=2)
+    assert len(fresh) == 16 and "fresh draw" in why
+    old_bundle = tmp_path / "old"
+    old_bundle.mkdir()
+    unmarked = read_splits(base_bundle)
+    for row in unmarked["files"]:
+        row.pop("calibration", None)
+    (old_bundle / "splits.json").write_text(json.dumps(unmarked))
+    drawn, _, why = calibration_images(old_bundle, tiny_folder)
+    assert len(drawn) == 8 * 12 and "records no calibration images" in why  # 48 per class asked
+
+    changed = tmp_path / "data"
+    shutil.copytree(tiny_folder, changed)
+    victim = changed / rows[0]["path"]
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    with pytest.raises(CalibrationMismatch, match=rows[0]["path"]):
+        calibration_images(base_bundle, changed)
+    victim.unlink()
+    with pytest.raises(CalibrationMismatch, match="missing"):
+        calibration_images(base_bundle, changed)

@@ -13,25 +13,72 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["TFLITE_STAGES", "add_tflite_to_bundle"]
+import numpy as np
+
+__all__ = ["TFLITE_STAGES", "CalibrationMismatch", "add_tflite_to_bundle", "calibration_images"]
 
 TFLITE_STAGES = ("stage1", "stage2")
 """Stages converted (the monolithic baseline stays ONNX: only ``semedge bench`` runs it)."""
 
 
+class CalibrationMismatch(ValueError):
+    """A calibration image the bundle recorded is missing from, or differs in, the data folder."""
+
+
+def calibration_images(bundle_dir: str | os.PathLike, data_dir: str | os.PathLike, *,
+                       per_class: int | None = None, seed: int = 0
+                       ) -> tuple[list[str], np.ndarray, str]:
+    """The images to calibrate the TFLite models on: ``(paths, labels, where from)``.
+
+    By default the very images ONNX Runtime's int8 models were calibrated on, as the
+    bundle's ``splits.json`` marks them, found under ``data_dir`` and checked by sha256:
+    both int8 formats then start from the same activation ranges' data (a fresh draw of
+    the same size moves the flipped-tile count of one stage 2 between 10 and 24 of 1,200,
+    docs/tflite.md). ``per_class`` given, or a bundle without marked images: a fresh
+    class-balanced draw of ``per_class`` (default 48) images per class of ``data_dir``.
+    """
+    from edge.bundle import sha256_file  # noqa: PLC0415
+    from training.data import balanced_subset, discover  # noqa: PLC0415
+    from training.ingest import LABELS, calibration_rows, read_splits  # noqa: PLC0415
+
+    data_dir = Path(data_dir)
+    splits = Path(bundle_dir) / "splits.json"
+    rows = calibration_rows(read_splits(splits)) if splits.is_file() else []
+    if per_class is None and rows:
+        paths, labels = [], []
+        for row in rows:
+            path = data_dir / row["path"]
+            if not path.is_file():
+                raise CalibrationMismatch(f"{path}: calibration image recorded in {splits} is "
+                                          "missing; pass the bundle's training folder")
+            if sha256_file(path) != row["sha256"]:
+                raise CalibrationMismatch(f"{path}: differs from the calibration image recorded "
+                                          f"in {splits} (sha256); pass the bundle's training "
+                                          "folder")
+            paths.append(str(path))
+            labels.append(LABELS[row["label"]])
+        return paths, np.asarray(labels, dtype=np.int64), "the ONNX int8 calibration images"
+    paths, labels = discover(data_dir)
+    pick = balanced_subset(labels, per_class or 48, seed=seed)
+    why = "a fresh draw" if rows else "a fresh draw: the bundle records no calibration images"
+    return [paths[i] for i in pick], labels[pick], why
+
+
 def add_tflite_to_bundle(bundle_dir: str | os.PathLike, *, data_dir: str | os.PathLike,
-                         eval_sets: dict[str, str | os.PathLike], calibration_per_class: int = 48,
+                         eval_sets: dict[str, str | os.PathLike],
+                         calibration_per_class: int | None = None,
                          seed: int = 0, threads: int = 2, env: str | os.PathLike | None = None,
                          log=print) -> dict:
     """Convert, gate and register the TFLite files of ``bundle_dir``; returns the report.
 
-    ``data_dir`` is the training ImageFolder (the calibration tiles are a class-balanced
-    sample of it, normalized by the edge kernel); ``eval_sets`` maps a name to a held-out
+    ``data_dir`` is the training ImageFolder; the calibration tiles are the bundle's own
+    int8 calibration images found there (:func:`calibration_images`), normalized by the
+    edge kernel; ``eval_sets`` maps a name to a held-out
     ImageFolder, the first one gating. Raises
     :class:`~training.export.gate.ExportRefused` when a variant fails the gate.
     """
     from edge.bundle import FORMATS, load_bundle, sha256_file  # noqa: PLC0415
-    from training.data import balanced_subset, discover, load_dataset  # noqa: PLC0415
+    from training.data import discover, load_dataset  # noqa: PLC0415
     from training.evaluate import evaluate_outputs, predict_onnx  # noqa: PLC0415
     from training.export.gate import ExportRefused  # noqa: PLC0415
     from training.export.tflite import FORMATS as TFLITE_FORMATS  # noqa: PLC0415
@@ -49,10 +96,10 @@ def add_tflite_to_bundle(bundle_dir: str | os.PathLike, *, data_dir: str | os.Pa
     thr = {"threshold": bundle.stage1_threshold, "temperature": bundle.temperature,
            "unknown_threshold": bundle.unknown_threshold}
 
-    paths, labels = discover(data_dir)
-    pick = balanced_subset(labels, calibration_per_class, seed=seed)
-    calib = load_dataset([paths[i] for i in pick], labels[pick], **load_kw)
-    log(f"calibration: {len(calib)} tiles from {data_dir}")
+    paths, labels, source = calibration_images(bundle_dir, data_dir,
+                                               per_class=calibration_per_class, seed=seed)
+    calib = load_dataset(paths, labels, **load_kw)
+    log(f"calibration: {len(calib)} tiles from {data_dir} ({source})")
     onnx_files = {s: bundle.file(s, "onnx").path for s in TFLITE_STAGES}
     conversions = convert_stages(onnx_files, bundle_dir, calib.x, env=env)
     formats = tuple(TFLITE_FORMATS)
