@@ -197,7 +197,11 @@ def test_splits_mark_the_int8_calibration_images_and_a_tflite_export_reuses_them
 
     from training.data import load_dataset
     from training.export.quantize import quantize_int8
-    from training.export.tflite_bundle import CalibrationMismatch, calibration_images
+    from training.export.tflite_bundle import (
+        CalibrationMismatch,
+        calibration_images,
+        validation_images,
+    )
     from training.ingest import calibration_rows
 
     rows = calibration_rows(read_splits(base_bundle))
@@ -213,6 +217,11 @@ def test_splits_mark_the_int8_calibration_images_and_a_tflite_export_reuses_them
     again = quantize_int8(bundle.file("stage2", "onnx").path, tmp_path / "s2.int8.onnx", calib.x)
     assert again.read_bytes() == bundle.file("stage2", "onnx-int8").path.read_bytes()
 
+    val_paths, _ = validation_images(base_bundle, tiny_folder)
+    assert sorted(val_paths) == sorted(str(tiny_folder / r["path"])
+                                       for r in read_splits(base_bundle)["files"]
+                                       if r["split"] == "val")
+
     fresh, _, why = calibration_images(base_bundle, tiny_folder, per_class=2)
     assert len(fresh) == 16 and "fresh draw" in why
     old_bundle = tmp_path / "old"
@@ -222,6 +231,7 @@ def test_splits_mark_the_int8_calibration_images_and_a_tflite_export_reuses_them
         row.pop("calibration", None)
     (old_bundle / "splits.json").write_text(json.dumps(unmarked))
     drawn, _, why = calibration_images(old_bundle, tiny_folder)
+    assert validation_images(tmp_path / "none", tiny_folder) is None
     assert len(drawn) == 8 * 12 and "records no calibration images" in why  # 48 per class asked
 
     changed = tmp_path / "data"

@@ -1,9 +1,10 @@
 """Add the TFLite int8 files to a trained bundle, behind the parity gate.
 
-``semedge export --format tflite --bundle DIR --data TRAIN_DIR --eval NAME=DIR ...``:
+``semedge export --format tflite --bundle DIR --calibration TRAIN_DIR --eval NAME=DIR ...``:
 convert stage 1 and stage 2 (ONNX fp32 → onnx2tf → int8 with float I/O, and full-integer),
-evaluate them next to ONNX fp32 and int8 on every held-out set, refuse (and leave the
-bundle untouched) when the first set fails the gate, else hash the files into
+evaluate them next to ONNX fp32 and int8 on every held-out set (and on the bundle's
+validation split, reported only), refuse (and leave the bundle untouched) when the first
+set fails the gate, else hash the files into
 ``manifest.json`` with their metrics and parity rows.
 """
 
@@ -15,14 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TFLITE_STAGES", "CalibrationMismatch", "add_tflite_to_bundle", "calibration_images"]
+__all__ = ["TFLITE_STAGES", "CalibrationMismatch", "add_tflite_to_bundle", "calibration_images",
+           "validation_images"]
 
 TFLITE_STAGES = ("stage1", "stage2")
 """Stages converted (the monolithic baseline stays ONNX: only ``semedge bench`` runs it)."""
 
 
 class CalibrationMismatch(ValueError):
-    """A calibration image the bundle recorded is missing from, or differs in, the data folder."""
+    """An image the bundle's splits record is missing from, or differs in, the data folder."""
 
 
 def calibration_images(bundle_dir: str | os.PathLike, data_dir: str | os.PathLike, *,
@@ -37,31 +39,49 @@ def calibration_images(bundle_dir: str | os.PathLike, data_dir: str | os.PathLik
     docs/tflite.md). ``per_class`` given, or a bundle without marked images: a fresh
     class-balanced draw of ``per_class`` (default 48) images per class of ``data_dir``.
     """
-    from edge.bundle import sha256_file  # noqa: PLC0415
     from training.data import balanced_subset, discover  # noqa: PLC0415
-    from training.ingest import LABELS, calibration_rows, read_splits  # noqa: PLC0415
+    from training.ingest import calibration_rows, read_splits  # noqa: PLC0415
 
-    data_dir = Path(data_dir)
     splits = Path(bundle_dir) / "splits.json"
     rows = calibration_rows(read_splits(splits)) if splits.is_file() else []
     if per_class is None and rows:
-        paths, labels = [], []
-        for row in rows:
-            path = data_dir / row["path"]
-            if not path.is_file():
-                raise CalibrationMismatch(f"{path}: calibration image recorded in {splits} is "
-                                          "missing; pass the bundle's training folder")
-            if sha256_file(path) != row["sha256"]:
-                raise CalibrationMismatch(f"{path}: differs from the calibration image recorded "
-                                          f"in {splits} (sha256); pass the bundle's training "
-                                          "folder")
-            paths.append(str(path))
-            labels.append(LABELS[row["label"]])
-        return paths, np.asarray(labels, dtype=np.int64), "the ONNX int8 calibration images"
+        paths, labels = _recorded_images(rows, Path(data_dir), splits, "calibration image")
+        return paths, labels, "the ONNX int8 calibration images"
     paths, labels = discover(data_dir)
     pick = balanced_subset(labels, per_class or 48, seed=seed)
     why = "a fresh draw" if rows else "a fresh draw: the bundle records no calibration images"
     return [paths[i] for i in pick], labels[pick], why
+
+
+def validation_images(bundle_dir: str | os.PathLike, data_dir: str | os.PathLike
+                      ) -> tuple[list[str], np.ndarray] | None:
+    """The bundle's validation split found under ``data_dir`` (sha256 checked), or ``None``
+    when the bundle records none. Never trained on; a second, larger sample for agreement."""
+    from training.ingest import read_splits  # noqa: PLC0415
+
+    splits = Path(bundle_dir) / "splits.json"
+    rows = [r for r in read_splits(splits)["files"] if r["split"] == "val"] \
+        if splits.is_file() else []
+    return _recorded_images(rows, Path(data_dir), splits, "validation image") if rows else None
+
+
+def _recorded_images(rows: list[dict], data_dir: Path, splits: Path, what: str
+                     ) -> tuple[list[str], np.ndarray]:
+    from edge.bundle import sha256_file  # noqa: PLC0415
+    from training.ingest import LABELS  # noqa: PLC0415
+
+    paths, labels = [], []
+    for row in rows:
+        path = data_dir / row["path"]
+        if not path.is_file():
+            raise CalibrationMismatch(f"{path}: {what} recorded in {splits} is missing; pass "
+                                      "the bundle's training folder")
+        if sha256_file(path) != row["sha256"]:
+            raise CalibrationMismatch(f"{path}: differs from the {what} recorded in {splits} "
+                                      "(sha256); pass the bundle's training folder")
+        paths.append(str(path))
+        labels.append(LABELS[row["label"]])
+    return paths, np.asarray(labels, dtype=np.int64)
 
 
 def add_tflite_to_bundle(bundle_dir: str | os.PathLike, *, data_dir: str | os.PathLike,
@@ -104,9 +124,13 @@ def add_tflite_to_bundle(bundle_dir: str | os.PathLike, *, data_dir: str | os.Pa
     conversions = convert_stages(onnx_files, bundle_dir, calib.x, env=env)
     formats = tuple(TFLITE_FORMATS)
 
+    sources = {name: discover(folder) for name, folder in eval_sets.items()}
+    val = validation_images(bundle_dir, data_dir)
+    if val is not None and "val" not in sources:
+        sources["val"] = val
+        log(f"also reported, not gating: the bundle's validation split ({len(val[0])} images)")
     evaluation: dict[str, dict[str, dict]] = {}
-    for set_name, folder in eval_sets.items():
-        p, y = discover(folder)
+    for set_name, (p, y) in sources.items():
         ds = load_dataset(p, y, **load_kw)
         ref = {s: predict_onnx(onnx_files[s], ds.x, threads=threads) for s in TFLITE_STAGES}
         int8 = {s: predict_onnx(bundle.file(s, "onnx-int8").path, ds.x, threads=threads)
