@@ -216,6 +216,7 @@ def run_export(args: argparse.Namespace) -> int:
     from training.export.onnx import export_onnx  # noqa: PLC0415
     from training.export.quantize import quantize_int8  # noqa: PLC0415
     from training.pipeline import load_checkpoint  # noqa: PLC0415
+    from training.recipe import TrainRecipe  # noqa: PLC0415
 
     try:
         model, ckpt = load_checkpoint(args.checkpoint)
@@ -236,7 +237,7 @@ def run_export(args: argparse.Namespace) -> int:
     except DatasetError as err:
         print(f"semedge export: {err}", file=sys.stderr)
         return 2
-    pick = balanced_subset(labels, args.per_class or 48, seed=args.seed)
+    pick = balanced_subset(labels, args.per_class or TrainRecipe.calibration_per_class, seed=args.seed)
     calib = load_dataset([paths[i] for i in pick], labels[pick], size=size,
                          low=float(ckpt.get("low", 1.0)), high=float(ckpt.get("high", 99.0)))
     with tempfile.TemporaryDirectory() as tmp:

@@ -231,8 +231,8 @@ def test_splits_mark_the_int8_calibration_images_and_a_tflite_export_reuses_them
         row.pop("calibration", None)
     (old_bundle / "splits.json").write_text(json.dumps(unmarked))
     drawn, _, why = calibration_images(old_bundle, tiny_folder)
-    assert validation_images(tmp_path / "none", tiny_folder) is None
     assert len(drawn) == 8 * 12 and "records no calibration images" in why  # 48 per class asked
+    assert validation_images(tmp_path / "none", tiny_folder) is None
 
     changed = tmp_path / "data"
     shutil.copytree(tiny_folder, changed)

@@ -37,10 +37,11 @@ def calibration_images(bundle_dir: str | os.PathLike, data_dir: str | os.PathLik
     both int8 formats then start from the same activation ranges' data (a fresh draw of
     the same size moves the flipped-tile count of one stage 2 between 10 and 24 of 1,200,
     docs/tflite.md). ``per_class`` given, or a bundle without marked images: a fresh
-    class-balanced draw of ``per_class`` (default 48) images per class of ``data_dir``.
+    class-balanced draw of ``per_class`` (default: the recipe's 48) images per class of ``data_dir``.
     """
     from training.data import balanced_subset, discover  # noqa: PLC0415
     from training.ingest import calibration_rows, read_splits  # noqa: PLC0415
+    from training.recipe import TrainRecipe  # noqa: PLC0415
 
     splits = Path(bundle_dir) / "splits.json"
     rows = calibration_rows(read_splits(splits)) if splits.is_file() else []
@@ -48,7 +49,7 @@ def calibration_images(bundle_dir: str | os.PathLike, data_dir: str | os.PathLik
         paths, labels = _recorded_images(rows, Path(data_dir), splits, "calibration image")
         return paths, labels, "the ONNX int8 calibration images"
     paths, labels = discover(data_dir)
-    pick = balanced_subset(labels, per_class or 48, seed=seed)
+    pick = balanced_subset(labels, per_class or TrainRecipe.calibration_per_class, seed=seed)
     why = "a fresh draw" if rows else "a fresh draw: the bundle records no calibration images"
     return [paths[i] for i in pick], labels[pick], why
 
