@@ -133,6 +133,9 @@ def main() -> int:
         "skipped": skipped,
         "images": {"synthetic": len(synthetic_fields(size)), "samples": n_samples},
         "has_tflite": any(f.startswith("tflite") for f in both),
+        # decision boundaries, for compare.py's near-tie rule on int8 label flips
+        "thresholds": {"stage1": float(manifest["stage1"]["threshold"]),
+                       "unknown": float(manifest["stage2"]["unknown_threshold"])},
     }
     (out / "plan.json").write_text(json.dumps(plan, indent=2))
     print(json.dumps(plan))
