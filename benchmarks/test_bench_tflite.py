@@ -1,6 +1,7 @@
 """TFLite int8 (XNNPACK, 1 and 2 threads) next to ONNX Runtime fp32 / int8, per tile.
 
-The models are the training layouts (``training.models.build_model``: stage 1 and stage 2
+Two sets of models. The shipped default bundle's own files, when it carries
+``tflite-int8`` (needs only ai-edge-litert). And the training layouts (``training.models.build_model``: stage 1 and stage 2
 TileNets, BatchNorm statistics randomised so nothing is degenerate), exported with the
 real pipeline: ``export_onnx`` (fp32), ``quantize_int8`` (ONNX Runtime QDQ) and
 ``convert_tflite`` (onnx2tf in the TFLite environment), all calibrated on the same
@@ -10,8 +11,8 @@ edge-preprocessed tiles. Every session goes through the product's backends
 are reported per tile with each file's size. Nothing is asserted about speed: the
 machines are shared; the numbers land in the benchmark JSON (``extra_info``).
 
-Needs ``semedge[train]`` (torch, onnx), ai-edge-litert and the TFLite environment
-(``scripts/setup-tflite``); skips with the reason otherwise.
+The built set needs ``semedge[train]`` (torch, onnx), ai-edge-litert and the TFLite
+environment (``scripts/setup-tflite``); each test skips with the reason otherwise.
 
 Run: ``pytest benchmarks/test_bench_tflite.py -s``
 """
@@ -94,12 +95,31 @@ def _sessions(files: dict[str, Path], stage: str) -> dict[str, object]:
     return sessions
 
 
-@pytest.mark.parametrize("stage", ["stage1", "stage2"])
-def test_tflite_vs_onnxruntime_per_tile(benchmark, models, stage, min_time_s):
+@pytest.fixture(scope="module")
+def shipped() -> dict[str, dict[str, Path]]:
+    """The shipped default bundle's ONNX fp32 / int8 and TFLite int8 files per stage."""
+    pytest.importorskip("ai_edge_litert", reason="needs ai-edge-litert (semedge[tflite])")
+    from edge.bundle import load_bundle  # noqa: PLC0415
+
+    bundle = load_bundle(None)
+    if bundle.input_size != SIZE:
+        pytest.skip(f"the shipped bundle takes {bundle.input_size}-px tiles, this benchmark {SIZE}")
+    formats = ("onnx", "onnx-int8", "tflite-int8")
+    lacking = [f"{stage} {fmt}" for stage in ("stage1", "stage2") for fmt in formats
+               if fmt not in bundle.formats(stage)]
+    if lacking:
+        pytest.skip(f"the shipped bundle has no {', '.join(lacking)}")
+    return {stage: {fmt: Path(bundle.file(stage, fmt).path) for fmt in formats}
+            for stage in ("stage1", "stage2")}
+
+
+def _per_tile(benchmark, files: dict[str, Path], stage: str, min_time_s: float,
+              what: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Time every session round-robin; ``(ms per tile, top-1 agreement with ONNX fp32)``."""
     from edge.bench.timing import measure_interleaved  # noqa: PLC0415
 
     x = _calibration(n_images=4, seed=1)[:BATCH]
-    sessions = _sessions(models[stage], stage)
+    sessions = _sessions(files, stage)
     ref = sessions["onnx 1t"].run(x)
     timings = benchmark.pedantic(
         measure_interleaved,
@@ -108,16 +128,31 @@ def test_tflite_vs_onnxruntime_per_tile(benchmark, models, stage, min_time_s):
         rounds=1, iterations=1,
     )
     per_tile = {name: t.median_ms / len(x) for name, t in timings.items()}
-    sizes = {fmt: path.stat().st_size for fmt, path in models[stage].items()}
+    sizes = {fmt: path.stat().st_size for fmt, path in files.items()}
     agreement = {name: float((s.run(x).argmax(1) == ref.argmax(1)).mean()) if ref.shape[1] > 1
                  else float(((s.run(x)[:, 0] >= 0) == (ref[:, 0] >= 0)).mean())
                  for name, s in sessions.items()}
-    benchmark.group = f"tflite-{stage}"
-    benchmark.extra_info.update({"ms_per_tile": per_tile, "size_bytes": sizes,
+    benchmark.group = f"tflite-{what}-{stage}"
+    benchmark.extra_info.update({"models": what, "ms_per_tile": per_tile, "size_bytes": sizes,
                                  "batch": len(x), "top1_agreement_vs_onnx": agreement})
     base = per_tile["onnx 2t"]
-    print(f"\n{stage}: ms per tile (batch {len(x)}), ratio to ONNX fp32 2 threads")
+    print(f"\n{what} {stage}: ms per tile (batch {len(x)}), ratio to ONNX fp32 2 threads")
     for name, ms in per_tile.items():
         print(f"  {name:16s} {ms:7.3f} ms  {ms / base:5.2f}×  agreement {agreement[name]:.3f}")
     print("  sizes: " + ", ".join(f"{fmt} {b / 1024:.0f} KiB" for fmt, b in sizes.items()))
+    return per_tile, agreement
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_tflite_vs_onnxruntime_per_tile(benchmark, models, stage, min_time_s):
+    per_tile, _ = _per_tile(benchmark, models[stage], stage, min_time_s, "built")
     assert all(ms > 0 for ms in per_tile.values())
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_shipped_tflite_vs_onnxruntime_per_tile(benchmark, shipped, stage, min_time_s):
+    per_tile, agreement = _per_tile(benchmark, shipped[stage], stage, min_time_s, "shipped")
+    assert all(ms > 0 for ms in per_tile.values())
+    # the timed files are the shipped models: at most one of the 16 tiles may flip (the
+    # bundle's parity gate allows 1 % over 1,200 tiles)
+    assert min(agreement.values()) >= 15 / 16, agreement
