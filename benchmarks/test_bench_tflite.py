@@ -1,11 +1,11 @@
 """TFLite int8 (XNNPACK, 1 and 2 threads) next to ONNX Runtime fp32 / int8, per tile.
 
 Two sets of models. The shipped default bundle's own files, when it carries
-``tflite-int8`` (needs only ai-edge-litert). And the training layouts (``training.models.build_model``: stage 1 and stage 2
-TileNets, BatchNorm statistics randomised so nothing is degenerate), exported with the
-real pipeline: ``export_onnx`` (fp32), ``quantize_int8`` (ONNX Runtime QDQ) and
-``convert_tflite`` (onnx2tf in the TFLite environment), all calibrated on the same
-edge-preprocessed tiles. Every session goes through the product's backends
+``tflite-int8`` (needs only ai-edge-litert). And the training layouts
+(``training.models.build_model``: stage 1 and stage 2 TileNets, BatchNorm statistics
+randomised so nothing is degenerate), exported with the real pipeline: ``export_onnx``
+(fp32), ``quantize_int8`` (ONNX Runtime QDQ) and ``convert_tflite`` (onnx2tf in the
+TFLite environment), all calibrated on the same edge-preprocessed tiles. Every session goes through the product's backends
 (``edge.backends``); the competitors are timed round-robin in one run
 (``edge.bench.timing.measure_interleaved``), batches of ``BATCH`` tiles, and the medians
 are reported per tile with each file's size. Nothing is asserted about speed: the
