@@ -5,9 +5,16 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN
+# Before anything can import onnxruntime: with telemetry on, merely importing it writes
+# ~/.cache/Microsoft/DeveloperTools/.onnxruntime/ and, seconds later, sends DNS queries
+# for a telemetry host. Every ``edge.*`` module (and so every import of onnxruntime in
+# the runtime) is imported after this package, so this one line covers them all.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["CLASSES", "DEFECT_CLASSES", "UNKNOWN", "__version__", "load"]
