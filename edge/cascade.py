@@ -269,10 +269,12 @@ def load(bundle: Bundle | PathLike | None = None, *, target: str | Profile = "au
     BundleError
         The bundle breaks the contract (file and reason in the message).
     ValueError
-        Unknown target, or a profile tile size that differs from the bundle's.
+        Unknown target, a profile tile size that differs from the bundle's, or a
+        ``SEMEDGE_MAX_PIXELS`` that is not a positive integer.
     edge.backends.BackendUnavailable, edge.backends.ProviderError
         The target's runtime or a requested provider is not installed.
     """
+    preprocess.pixel_limit()  # a bad SEMEDGE_MAX_PIXELS is a setup error, not one per file
     loaded = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     if isinstance(target, Profile):
         profile, reason = target, f"profile {target.name!r} given"

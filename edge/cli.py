@@ -82,12 +82,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; an unknown option is reported with its subcommand's usage."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    message = f"unrecognized arguments: {' '.join(extra)}"
+    if set(extra) & set(argv[:argv.index(args.command)]):  # given before the command
+        parser.error(message)
+    commands = next(a for a in parser._actions  # noqa: SLF001  (argparse keeps no other handle)
+                    if isinstance(a, argparse._SubParsersAction)).choices  # noqa: SLF001
+    commands[args.command].error(message)
+    return args  # not reached: error() exits
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in _workstation.COMMANDS:
         return _workstation.run(argv[0], argv[1:])
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     try:
         if args.command == "info":
             return _info()
@@ -209,21 +224,88 @@ def _classify(args: argparse.Namespace) -> int:
     from edge.backends import BackendUnavailable, ProviderError  # noqa: PLC0415
     from edge.cascade import load  # noqa: PLC0415
 
+    files, problem = _classify_inputs(args)
+    overlays: list[Path] | None = None
+    if problem is None and args.overlay:
+        overlays, problem = _plan_overlays(Path(args.overlay), files)
+    if problem is not None:
+        print(f"semedge: error: {problem}", file=sys.stderr)
+        return 2
     try:
         cascade = load(args.bundle, target=args.target, providers=args.providers)
     except (ValueError, BackendUnavailable, ProviderError) as err:
         print(f"semedge: error: {err}", file=sys.stderr)
         return 2
     print(f"semedge: {cascade.target_reason}", file=sys.stderr)
+    return _run_classify(args, cascade, files, overlays)
+
+
+def _classify_inputs(args: argparse.Namespace) -> tuple[list[Path], str | None]:
+    """The files to classify, or the setup problem that stops the run before any work."""
+    from edge.preprocess import pixel_limit  # noqa: PLC0415
+
     paths = [*args.paths, *([str(samples_dir())] if args.samples else [])]
     if not paths:
-        print("semedge: error: give image files or folders, or --samples", file=sys.stderr)
-        return 2
+        return [], "give image files or folders, or --samples"
+    try:
+        pixel_limit()
+    except ValueError as err:
+        return [], str(err)
     files = list(collect_files(paths))
-    if not files:
-        print("semedge: error: no image files found", file=sys.stderr)
-        return 2
-    results = cascade.iter_files(files)
+    return files, None if files else "no image files found"
+
+
+def _plan_overlays(out_dir: Path, files: list[Path]) -> tuple[list[Path], str | None]:
+    """One overlay path per input, in order, or the problem that refuses ``--overlay``.
+
+    Each overlay is ``<stem>.png``; a name taken by an earlier input of the run or by a
+    file already in the folder gets the next free ``<stem>-N.png`` (files there are never
+    replaced; stderr says how many names were taken). An overlay name that is one of the
+    inputs refuses the whole run.
+    """
+    problem = _overlay_folder_problem(out_dir)
+    if problem is not None:
+        return [], problem
+    inputs = {os.path.realpath(f) for f in files}
+    for f in files:
+        target = out_dir / f"{f.stem}.png"
+        if os.path.realpath(target) in inputs:
+            return [], (f"--overlay {out_dir} would overwrite the input {target}; "
+                        "choose a folder that holds no input image")
+    plan, used, taken = [], set(), []
+    for f in files:
+        name, n = f.stem, 0
+        while name in used or (out_dir / f"{name}.png").exists():
+            n += 1
+            name = f"{f.stem}-{n}"
+        if (out_dir / f"{f.stem}.png").exists():
+            taken.append(out_dir / f"{f.stem}.png")
+        used.add(name)
+        plan.append(out_dir / f"{name}.png")
+    if taken:
+        print(f"semedge: --overlay {out_dir}: {len(taken)} overlay names are taken by files "
+              f"already there, which are kept; those overlays get a -N suffix "
+              f"(first: {taken[0].name})", file=sys.stderr)
+    return plan, None
+
+
+def _overlay_folder_problem(out_dir: Path) -> str | None:
+    """Why ``out_dir`` cannot take overlays (not a folder, not writable), or None."""
+    if out_dir.exists() and not out_dir.is_dir():
+        return f"--overlay {out_dir}: exists and is not a folder"
+    existing = out_dir.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"--overlay {out_dir}: {existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"--overlay {out_dir}: no permission to write in {existing}"
+    return None
+
+
+def _run_classify(args: argparse.Namespace, cascade, files: list[Path],
+                  overlays: list[Path] | None) -> int:
+    """Classify ``files``, print JSON lines or a table, write overlays; the exit status."""
     progress = None
     if not args.no_progress and len(files) > 1 and sys.stderr.isatty():
         from rich.progress import Progress  # noqa: PLC0415
@@ -232,20 +314,19 @@ def _classify(args: argparse.Namespace) -> int:
     failed = 0
     counts: Counter[str] = Counter()
     table_rows = []
-    overlay_names: set[str] = set()
     task = progress.add_task("classifying", total=len(files)) if progress else None
     if progress:
         progress.start()
     try:
-        for result, image in results:
+        for k, (result, image) in enumerate(cascade.iter_files(files)):
             if progress:
                 progress.advance(task)
             if not result.ok:
                 failed += 1
             else:
                 counts[result.label] += 1
-                if args.overlay and image is not None:
-                    _overlay(image, result, Path(args.overlay), overlay_names)
+                if overlays is not None and image is not None:
+                    failed += not _write_overlay(image, result, overlays[k])
             if args.json:
                 print(json.dumps(result.to_json()), flush=True)
             else:
@@ -258,16 +339,24 @@ def _classify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _overlay(image, result, out_dir: Path, used: set[str]) -> None:
+def _write_overlay(image, result, path: Path) -> bool:
+    """Write one overlay without replacing any file; False (and a line on stderr) if it
+    cannot be written."""
     from edge.overlay import write_overlay  # noqa: PLC0415
 
-    stem, n = Path(result.path).stem, 0
-    name = stem
-    while name in used:
-        n += 1
-        name = f"{stem}-{n}"
-    used.add(name)
-    write_overlay(image, result, out_dir / f"{name}.png")
+    target = path
+    for n in range(1, 10_000):
+        try:
+            write_overlay(image, result, target, replace=False)
+            return True
+        except FileExistsError:  # appeared since the run began: take the next free name
+            target = path.with_name(f"{path.stem}-{n}.png")
+        except OSError as err:
+            print(f"semedge: error: {result.path}: cannot write the overlay {target}: "
+                  f"{err.strerror or err}", file=sys.stderr)
+            return False
+    print(f"semedge: error: {result.path}: no free overlay name beside {path}", file=sys.stderr)
+    return False
 
 
 def _short_path(path: str | None) -> str:

@@ -48,12 +48,21 @@ def draw_overlay(image: np.ndarray, result: ImageResult) -> np.ndarray:
     return canvas
 
 
-def write_overlay(image: np.ndarray, result: ImageResult, path: PathLike) -> Path:
-    """Write :func:`draw_overlay` to ``path`` (PNG), creating its folder."""
+def write_overlay(image: np.ndarray, result: ImageResult, path: PathLike, *,
+                  replace: bool = True) -> Path:
+    """Write :func:`draw_overlay` to ``path`` (PNG), creating its folder.
+
+    The PNG is encoded in memory and written by Python, so any file name the OS takes
+    works (OpenCV's own writer crashes on names that are not valid UTF-8). With
+    ``replace=False`` an existing file is never touched: ``FileExistsError``.
+    """
     import cv2  # noqa: PLC0415
 
     path = Path(path)
+    ok, png = cv2.imencode(".png", draw_overlay(image, result))
+    if not ok:
+        raise OSError(f"{path}: could not encode the overlay PNG")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), draw_overlay(image, result)):
-        raise OSError(f"{path}: could not write the overlay PNG")
+    with open(path, "wb" if replace else "xb") as f:
+        f.write(png.tobytes())
     return path

@@ -24,6 +24,7 @@ __all__ = [
     "Tiles",
     "normalize",
     "percentiles",
+    "pixel_limit",
     "prepare_small",
     "downscale_large",
     "read_image",
@@ -385,14 +386,25 @@ def _resize_shorter_side(image: np.ndarray, size: int, interpolation: str) -> np
                       interpolation=getattr(cv2, interpolation))
 
 
-def _max_pixels() -> int:
+def pixel_limit() -> int:
+    """The largest image ``read_image`` decodes: ``SEMEDGE_MAX_PIXELS`` if set, else
+    :data:`DEFAULT_MAX_PIXELS`.
+
+    Raises
+    ------
+    ValueError
+        ``SEMEDGE_MAX_PIXELS`` is not a positive integer.
+    """
     raw = os.environ.get("SEMEDGE_MAX_PIXELS")
     if raw is None:
         return DEFAULT_MAX_PIXELS
     try:
-        return int(raw)
-    except ValueError as err:
-        raise ValueError(f"SEMEDGE_MAX_PIXELS must be an integer, got {raw!r}") from err
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(f"SEMEDGE_MAX_PIXELS must be a positive integer (pixels), got {raw!r}")
+    return value
 
 
 def _header_size(path: Path) -> tuple[int, int] | None:
@@ -427,7 +439,7 @@ def read_image(path: PathLike, *, max_pixels: int | None = None) -> np.ndarray:
     import cv2  # noqa: PLC0415
 
     path = Path(path)
-    limit = _max_pixels() if max_pixels is None else max_pixels
+    limit = pixel_limit() if max_pixels is None else max_pixels
     if not path.is_file():
         raise ImageReadError(path, "no such file")
     if path.stat().st_size == 0:
