@@ -22,7 +22,7 @@ from edge.backends import Session, create_backend
 from edge.bundle import Bundle, BundleError, load_bundle
 from edge.classes import DEFECT_CLASSES
 from edge.profiles import Profile, Runtime, detect, load_profile
-from edge.results import ImageResult, error_result, image_label, label_tiles
+from edge.results import ImageResult, blank_result, error_result, image_label, label_tiles
 
 __all__ = ["Cascade", "load"]
 
@@ -116,22 +116,23 @@ class Cascade:
     def classify(self, image: np.ndarray, *, path: str | None = None) -> ImageResult:
         """Classify one 2-D uint8/uint16 image of any size.
 
+        An image without structure (equal clip percentiles) is ``unknown`` with a
+        ``warning``, without running the models.
+
         Raises
         ------
         TypeError, ValueError
-            Not a 2-D uint8/uint16 array (see ``edge.preprocess.validate_image``).
+            Not a 2-D uint8/uint16 array (see ``edge.preprocess.validate_image``), or
+            smaller than a tile and thinner than ``edge.preprocess.MAX_ASPECT``:1.
         """
         t0 = time.perf_counter()
         image = preprocess.validate_image(image)
-        h, w = image.shape
-        if min(h, w) < self.size:
-            work = preprocess.prepare_small(image, self.size)
-        elif min(h, w) > self.size and self.bundle.large_image == "resize":
-            work = preprocess.downscale_large(image, self.size)
-        else:
-            work = image
+        work = self._work_image(image)
         tiles = self.tile(work)
+        boxes = _map_boxes(tiles.boxes, work.shape, image.shape)
         t1 = time.perf_counter()
+        if tiles.blank:
+            return self._blank(tiles, boxes, image.shape, path, (t1 - t0) * 1000.0)
         s1 = self.stage1_scores(tiles.batch)
         t2 = time.perf_counter()
         flagged = s1 >= self.threshold
@@ -142,7 +143,6 @@ class Cascade:
         t3 = time.perf_counter()
         labels, scores = label_tiles(s1, flagged, probs, self.unknown_threshold)
         label, score, decisive = image_label(s1, flagged, labels, scores)
-        boxes = _map_boxes(tiles.boxes, work.shape, (h, w))
         t4 = time.perf_counter()
         ms = 1000.0
         return ImageResult(
@@ -150,9 +150,28 @@ class Cascade:
             flagged=flagged, stage2_probs=probs, tile_labels=labels, tile_scores=scores,
             timings_ms={"tile": (t1 - t0) * ms, "stage1": (t2 - t1) * ms,
                         "stage2": (t3 - t2) * ms, "total": (t4 - t0) * ms},
-            backend=self.backend, image_shape=(h, w), grid=tiles.grid,
+            backend=self.backend, image_shape=image.shape, grid=tiles.grid,
             decisive_tile=decisive,
         )
+
+    def _work_image(self, image: np.ndarray) -> np.ndarray:
+        """The image the tiles are cut from: small ones upscaled (thin ones refused),
+        large ones downscaled when the bundle says ``large_image: "resize"``."""
+        if min(image.shape) < self.size:
+            return preprocess.prepare_small(image, self.size, max_aspect=preprocess.MAX_ASPECT)
+        if min(image.shape) > self.size and self.bundle.large_image == "resize":
+            return preprocess.downscale_large(image, self.size)
+        return image
+
+    def _blank(self, tiles: preprocess.Tiles, boxes: np.ndarray, shape: tuple[int, int],
+               path: str | None, tile_ms: float) -> ImageResult:
+        """The answer for an image without structure: ``unknown`` with a warning."""
+        warning = (f"no structure: percentiles {self.bundle.low:g} and {self.bundle.high:g} "
+                   f"are both {tiles.levels[0]} (a constant or blank image); not classified")
+        return blank_result(path, warning, boxes, image_shape=tuple(shape), grid=tiles.grid,
+                            timings_ms={"tile": tile_ms, "stage1": 0.0, "stage2": 0.0,
+                                        "total": tile_ms},
+                            backend=self.backend)
 
     def classify_file(self, path: PathLike) -> ImageResult:
         """Read and classify one file; an unreadable file gives an error result."""

@@ -385,7 +385,10 @@ def _print_table(results: list, counts: Counter, failed: int) -> None:
             table.add_row(escape(_short_path(r.path)), f"[red]error[/red]: {escape(r.error or '')}",
                           "", "", "")
             continue
-        table.add_row(escape(_short_path(r.path)), r.label, f"{r.score:.3f}",
+        label = r.label
+        if r.warning is not None:  # the JSON has it all; the table its first words
+            label += f" [yellow]({escape(r.warning.split(':')[0])})[/yellow]"
+        table.add_row(escape(_short_path(r.path)), label, f"{r.score:.3f}",
                       f"{r.stage2_count}/{len(r.tile_labels)}",
                       f"{r.timings_ms.get('total', 0.0):.1f}")
     console = Console()

@@ -21,6 +21,7 @@ from edge import _histogram, _normalize, _tiling
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "ImageReadError",
+    "MAX_ASPECT",
     "Tiles",
     "normalize",
     "percentiles",
@@ -71,6 +72,9 @@ class Tiles:
         ``(height, width)`` of the unpadded image.
     size, stride : int
         Tile side and step, in pixels.
+    levels : tuple of int or None
+        The ``low`` and ``high`` percentiles of the image the clip used; equal for an
+        image without structure (every tile is then all zeros).
     """
 
     batch: np.ndarray
@@ -79,6 +83,12 @@ class Tiles:
     image_shape: tuple[int, int]
     size: int
     stride: int
+    levels: tuple[int, int] | None = None
+
+    @property
+    def blank(self) -> bool:
+        """True when the image has no structure: its two clip percentiles are equal."""
+        return self.levels is not None and self.levels[0] == self.levels[1]
 
     def __len__(self) -> int:
         return int(self.batch.shape[0])
@@ -169,7 +179,11 @@ def normalize(image: np.ndarray, *, low: float = 1.0, high: float = 99.0) -> np.
 
 def _scale(image: np.ndarray, low: float, high: float) -> tuple[np.float32, np.float32]:
     """The float32 offset and factor of the normalization (factor 0 for a constant image)."""
-    lo, hi = percentiles(image, low=low, high=high)
+    return _factors(*percentiles(image, low=low, high=high))
+
+
+def _factors(lo: int, hi: int) -> tuple[np.float32, np.float32]:
+    """Offset and factor for the percentiles ``lo``, ``hi`` (factor 0 when equal)."""
     inv_span = np.float32(1.0) / np.float32(hi - lo) if hi > lo else np.float32(0.0)
     return np.float32(lo), np.float32(inv_span)
 
@@ -251,13 +265,14 @@ def tile(
             "pad='drop' keeps no tile; use pad='reflect'"
         )
     batch = _output_buffer(out, n, size)
-    lo, inv_span = _scale(image, low, high)
+    levels = percentiles(image, low=low, high=high)
+    lo, inv_span = _factors(*levels)
     _tiling.tile_into(image, lo, inv_span, size, stride, rows, cols, batch, threads)
     ys, xs = np.divmod(np.arange(n, dtype=np.int64), cols)
     x0, y0 = xs * stride, ys * stride
     boxes = np.stack([x0, y0, np.minimum(x0 + size, w), np.minimum(y0 + size, h)], axis=1)
     return Tiles(batch=batch, boxes=boxes, grid=(rows, cols), image_shape=(h, w),
-                 size=size, stride=stride)
+                 size=size, stride=stride, levels=(int(levels[0]), int(levels[1])))
 
 
 def _output_buffer(out: np.ndarray | None, n: int, size: int) -> np.ndarray:
@@ -322,12 +337,26 @@ def untile(values: np.ndarray, tiles: Tiles, *, reduce: Literal["max", "mean"] =
     return (total / count).astype(np.float32)
 
 
-def prepare_small(image: np.ndarray, size: int = 224) -> np.ndarray:
+MAX_ASPECT = 64
+"""Largest long-to-short side ratio ``classify`` takes for an image smaller than a tile:
+upscaled, such an image is one tile high and at most 64 tiles long (its pixel count is
+not bounded by the file's, so the header's pixel limit cannot bound it)."""
+
+
+def prepare_small(image: np.ndarray, size: int = 224, *,
+                  max_aspect: float | None = None) -> np.ndarray:
     """Upscale an image whose shorter side is under ``size`` so that side equals ``size``.
 
     The documented small-image rule, the same in training, ``classify`` and ``eval``:
     bilinear (the geometry of ``cv2.INTER_LINEAR``, computed so that every platform gives
     the same pixels), aspect ratio kept, dtype kept. Larger images are returned unchanged.
+    The work is done in row blocks: beside the output, a few MB of temporaries at most.
+
+    Raises
+    ------
+    ValueError
+        ``max_aspect`` is given and the upscaled image would be longer than
+        ``max_aspect`` tiles (checked before any pixel is computed).
     """
     image = validate_image(image)
     size = _check_positive_int("size", size)
@@ -335,7 +364,12 @@ def prepare_small(image: np.ndarray, size: int = 224) -> np.ndarray:
     if min(h, w) >= size:
         return image
     scale = size / min(h, w)
-    return _bilinear(image, max(size, round(h * scale)), max(size, round(w * scale)))
+    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
+    if max_aspect is not None and max(new_h, new_w) > max_aspect * size:
+        raise ValueError(
+            f"image is {w}×{h} px, too thin to classify: upscaled to {size} px on its short "
+            f"side it would be {new_w}×{new_h} px; at most {max_aspect:g}:1 is taken")
+    return _bilinear(image, new_h, new_w)
 
 
 def _linear_taps(n_src: int, n_dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -346,20 +380,28 @@ def _linear_taps(n_src: int, n_dst: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return i0, np.minimum(i0 + 1, n_src - 1), x - i0
 
 
-def _bilinear(image: np.ndarray, new_h: int, new_w: int) -> np.ndarray:
+def _bilinear(image: np.ndarray, new_h: int, new_w: int, *,
+              block_elements: int = 1 << 20) -> np.ndarray:
     """Bilinear resize in float64, rounded to the input dtype.
 
     The same geometry as ``cv2.resize(..., INTER_LINEAR)``, but one IEEE operation per
     numpy call, so the result is bit-identical on x86-64 and aarch64 (OpenCV's SIMD
     fixed-point paths differ by a grey level between the two, measured by
-    ``scripts/arm-check``, which moved scores of upscaled images by ~0.01).
+    ``scripts/arm-check``, which moved scores of upscaled images by ~0.01). Output rows
+    are computed in blocks of about ``block_elements`` values (at least one row), so the
+    float64 temporaries stay small whatever the output size.
     """
     r0, r1, fy = _linear_taps(image.shape[0], new_h)
     c0, c1, fx = _linear_taps(image.shape[1], new_w)
-    src = image.astype(np.float64)
-    rows = src[r0] * (1.0 - fy)[:, None] + src[r1] * fy[:, None]
-    out = rows[:, c0] * (1.0 - fx) + rows[:, c1] * fx
-    return np.rint(out).astype(image.dtype)
+    out = np.empty((new_h, new_w), dtype=image.dtype)
+    step = max(1, block_elements // max(new_w, image.shape[1]))
+    for y in range(0, new_h, step):
+        rows = slice(y, y + step)
+        wy = fy[rows, None]
+        src = (image[r0[rows]].astype(np.float64) * (1.0 - wy)
+               + image[r1[rows]].astype(np.float64) * wy)
+        out[rows] = np.rint(src[:, c0] * (1.0 - fx) + src[:, c1] * fx)
+    return out
 
 
 def downscale_large(image: np.ndarray, size: int = 224) -> np.ndarray:

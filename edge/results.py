@@ -10,6 +10,11 @@ The image-label rule (also in ``docs/runtime.md``):
   (that top probability). An image with a flagged tile is never ``normal``.
 
 Every ``score`` is the confidence in the label it stands next to.
+
+An image without structure (its low and high clip percentiles are equal: constant, all
+black, or nearly every pixel one value) is not shown to the models: it is ``unknown``
+with score 0 and a ``warning`` saying why (:func:`blank_result`), never a defect class and
+never ``normal``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import numpy as np
 
 from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN
 
-__all__ = ["ImageResult", "TileResult", "error_result", "image_label", "label_tiles"]
+__all__ = ["ImageResult", "TileResult", "blank_result", "error_result", "image_label",
+           "label_tiles"]
 
 NORMAL = CLASSES[0]
 
@@ -79,6 +85,8 @@ class ImageResult:
         Index of the tile that gave the image label (None for ``normal``).
     error : str or None
         Why the file could not be classified; the other fields are then empty.
+    warning : str or None
+        Why the label is not the models' answer (an image without structure).
     """
 
     path: str | None
@@ -96,6 +104,7 @@ class ImageResult:
     decisive_tile: int | None = None
     error: str | None = None
     tile_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    warning: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -127,11 +136,11 @@ class ImageResult:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        """The CLI's JSON object: ``path, label, score, tiles, timings_ms, backend``
-        (``path, error`` for a failed file)."""
+        """The CLI's JSON object: ``path, label, score, tiles, timings_ms, backend``, and
+        ``warning`` when set (``path, error`` for a failed file)."""
         if self.error is not None:
             return {"path": self.path, "error": self.error}
-        return {
+        out = {
             "path": self.path,
             "label": self.label,
             "score": round(self.score, 6),
@@ -139,6 +148,9 @@ class ImageResult:
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "backend": self.backend,
         }
+        if self.warning is not None:
+            out["warning"] = self.warning
+        return out
 
 
 def error_result(path: str | None, error: str, timings_ms: dict[str, float] | None = None,
@@ -150,6 +162,22 @@ def error_result(path: str | None, error: str, timings_ms: dict[str, float] | No
         flagged=np.zeros(0, bool), stage2_probs=np.zeros((0, len(DEFECT_CLASSES)), np.float32),
         tile_labels=(), timings_ms=dict(timings_ms or {}), backend=backend,
         image_shape=(0, 0), grid=(0, 0), error=error,
+    )
+
+
+def blank_result(path: str | None, warning: str, boxes: np.ndarray, *,
+                 image_shape: tuple[int, int], grid: tuple[int, int],
+                 timings_ms: dict[str, float], backend: str) -> ImageResult:
+    """An image the models did not see (no structure): ``unknown``, score 0, every tile
+    ``unknown`` with score 0 and a NaN stage-1 score, and ``warning`` saying why."""
+    n = len(boxes)
+    return ImageResult(
+        path=path, label=UNKNOWN, score=0.0, boxes=boxes,
+        stage1_scores=np.full(n, np.nan, np.float32), flagged=np.zeros(n, bool),
+        stage2_probs=np.full((n, len(DEFECT_CLASSES)), np.nan, np.float32),
+        tile_labels=(UNKNOWN,) * n, tile_scores=np.zeros(n, np.float32),
+        timings_ms=dict(timings_ms), backend=backend, image_shape=image_shape, grid=grid,
+        warning=warning,
     )
 
 

@@ -3,6 +3,7 @@ data, thin and blank images, bad settings. Each gives one clear answer and never
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -159,3 +160,125 @@ def test_unknown_option_before_the_command_shows_the_top_usage(capsys):
         main(["--bogus", "info"])
     err = capsys.readouterr().err
     assert "usage: semedge [" in err and "semedge: error: unrecognized arguments: --bogus" in err
+
+
+# ------------------------------------------------------------------- thin images
+
+THIN = """
+import resource, sys
+import cv2, numpy as np
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # a leak fails, not the box
+import edge
+from edge import preprocess
+def grown(before):
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024
+cascade = edge.load(sys.argv[1], target="x86-cpu")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+(result,) = cascade.classify_files([sys.argv[2]])
+print(result.error)
+print(grown(before))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+up = preprocess.prepare_small(cv2.imread(sys.argv[3], cv2.IMREAD_UNCHANGED), 224)
+print(up.shape, grown(before))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_thin_image_is_an_error_record_in_little_memory(tmp_path, bundle_dir):
+    """1×8000 px would be upscaled to 224×1,792,000 (it took ~9.6 GB); it is refused by
+    its aspect ratio, and the upscaling itself needs little beyond its output."""
+    thin, long = tmp_path / "thin.png", tmp_path / "long.png"
+    cv2.imwrite(str(thin), (np.arange(8000) % 256).astype(np.uint8)[None, :])
+    cv2.imwrite(str(long), (np.arange(1000) % 256).astype(np.uint8)[None, :])
+    done = subprocess.run([sys.executable, "-c", THIN, str(bundle_dir), str(thin), str(long)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    error, grown, upscaled, peak = done.stdout.splitlines()
+    assert error.startswith(f"{thin}: image is 8000×1 px, too thin") and "64:1" in error
+    assert int(grown) < 20, f"refusing the thin image grew the peak by {grown} MB"
+    # 1×1000 → 224×224000 uint8 (48 MB) when upscaled without the limit (training does)
+    shape, grown_up = upscaled.rsplit(" ", 1)
+    assert shape == "(224, 224000)" and int(grown_up) < 120, f"grew {grown_up} MB"  # was ~1.2 GB
+    assert int(peak) < 300, f"peak RSS {peak} MB"
+
+
+@pytest.mark.parametrize(("shape", "ok"), [((3, 192), True), ((192, 3), True),
+                                           ((3, 195), False), ((195, 3), False)])
+def test_aspect_limit_is_64_to_1_after_upscaling(cascade, shape, ok):
+    image = field_image(1, 1, shape=shape)
+    if ok:
+        result = cascade.classify(image)
+        assert result.image_shape == shape and len(result.tile_labels) == 64
+    else:
+        with pytest.raises(ValueError, match="too thin to classify"):
+            cascade.classify(image)
+
+
+def test_a_thin_file_does_not_stop_the_batch(cascade, tmp_path):
+    thin, good = tmp_path / "thin.png", tmp_path / "good.png"
+    cv2.imwrite(str(thin), np.full((2, 500), 9, np.uint8))
+    cv2.imwrite(str(good), field_image(2, 2, [(1, 1)]))
+    results = list(cascade.classify_files([thin, good]))
+    assert str(thin) in results[0].error and "too thin" in results[0].error
+    assert results[1].ok and results[1].label == "short"
+
+
+# ------------------------------------------------------------ images with no structure
+
+
+def _noisy_constant() -> np.ndarray:
+    """99.5 % one grey level, a few outliers: the 1st and 99th percentiles are equal."""
+    image = np.full((448, 448), 120, np.uint8)
+    image.flat[::200] = 255
+    return image
+
+
+@pytest.mark.parametrize("image", [
+    np.zeros((300, 300), np.uint8),
+    np.full((224, 224), 40000, np.uint16),
+    np.full((1, 1), 77, np.uint8),
+    _noisy_constant(),
+], ids=["black", "constant-uint16", "one-pixel", "constant-with-outliers"])
+def test_image_without_structure_is_unknown_with_a_warning(cascade, image):
+    result = cascade.classify(image)
+    assert result.label == "unknown" and result.score == 0.0
+    assert result.warning.startswith("no structure:") and "not classified" in result.warning
+    assert set(result.tile_labels) == {"unknown"} and not result.flagged.any()
+    assert np.isnan(result.stage1_scores).all() and result.decisive_tile is None
+    obj = result.to_json()
+    assert obj["label"] == "unknown" and obj["warning"] == result.warning
+    assert json.loads(json.dumps(obj, allow_nan=False)) == obj  # strict JSON
+
+
+def test_blank_image_never_reaches_the_models(bundle_dir, cpu_profile):
+    cascade = edge.load(bundle_dir, target=cpu_profile)
+
+    class Refuse:
+        describe = cascade.stage1.describe
+
+        def run(self, batch):
+            raise AssertionError("a model ran on a blank image")
+
+    cascade.stage1 = cascade.stage2 = Refuse()
+    assert cascade.classify(np.zeros((500, 700), np.uint8)).label == "unknown"
+
+
+def test_shipped_bundle_answers_unknown_for_a_black_image():
+    result = edge.load(target="x86-cpu").classify(np.zeros((1024, 1024), np.uint8))
+    assert result.label == "unknown" and result.warning is not None
+
+
+def test_an_image_with_structure_has_no_warning(cascade):
+    result = cascade.classify(field_image(2, 2, [(1, 1)]))
+    assert result.warning is None and "warning" not in result.to_json()
+
+
+def test_cli_reports_the_warning(capsys, bundle_dir, tmp_path):
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.zeros((224, 224), np.uint8))
+    code, out, _ = classify(capsys, bundle_dir, str(blank))
+    obj = json.loads(out)
+    assert code == 0 and obj["label"] == "unknown" and obj["warning"].startswith("no structure")
+    code, out, _ = run(capsys, "classify", str(blank), "--bundle", str(bundle_dir),
+                       "--target", "x86-cpu")
+    assert "(no" in out and "structure)" in out and "unknown: 1" in out  # cell may wrap
