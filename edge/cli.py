@@ -15,8 +15,15 @@ import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge import __version__, _workstation
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edge.cascade import Cascade
+    from edge.results import ImageResult
 
 __all__ = ["IMAGE_SUFFIXES", "collect_files", "main"]
 
@@ -303,7 +310,7 @@ def _overlay_folder_problem(out_dir: Path) -> str | None:
     return None
 
 
-def _run_classify(args: argparse.Namespace, cascade, files: list[Path],
+def _run_classify(args: argparse.Namespace, cascade: Cascade, files: list[Path],
                   overlays: list[Path] | None) -> int:
     """Classify ``files``, print JSON lines or a table, write overlays; the exit status."""
     progress = None
@@ -339,7 +346,7 @@ def _run_classify(args: argparse.Namespace, cascade, files: list[Path],
     return 1 if failed else 0
 
 
-def _write_overlay(image, result, path: Path) -> bool:
+def _write_overlay(image: np.ndarray, result: ImageResult, path: Path) -> bool:
     """Write one overlay without replacing any file; False (and a line on stderr) if it
     cannot be written."""
     from edge.overlay import write_overlay  # noqa: PLC0415
