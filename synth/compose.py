@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,15 @@ from synth import defects
 from synth.draw import box_of
 from synth.patterns import Constraints, Scene, build
 from synth.recipe import ALL_LABELS, Recipe, choose, derive_seed, make_rng, uni
-from synth.sem import annotate, form_image, quantize, sample_annotations, sample_sem
+from synth.sem import (
+    add_noise,
+    annotate,
+    form_signal,
+    quantize,
+    sample_annotations,
+    sample_sem,
+)
+from synth.visibility import rose_visibility
 
 
 @dataclass
@@ -34,6 +43,7 @@ class Record:
     mask: np.ndarray | None = field(repr=False, default=None)
     path: str | None = None
     sha256: str | None = None
+    visibility: float | None = None  # Rose k of the defect (synth.visibility); None: normal
 
     def to_json(self) -> dict[str, Any]:
         """The manifest line: everything but the mask array, which is run-length encoded."""
@@ -43,7 +53,7 @@ class Record:
             "recipe": self.recipe, "recipe_hash": self.recipe_hash, "size": self.size,
             "bit_depth": self.bit_depth, "family": self.family, "view": self.view,
             "box": self.box, "mask_rle": rle_encode(self.mask) if self.mask is not None else None,
-            "params": self.params, "sha256": self.sha256,
+            "params": self.params, "sha256": self.sha256, "visibility": self.visibility,
         }
 
 
@@ -110,6 +120,14 @@ def _constraints(rng: np.random.Generator, recipe: Recipe, label: str, family: s
     return con, pre
 
 
+def _snapshot(scene: Scene) -> Scene:
+    """A copy of the scene's pixel maps, taken before a defect is drawn into them."""
+    def dup(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a.copy()
+
+    return replace(scene, mat=scene.mat.copy(), dark=dup(scene.dark), bright=dup(scene.bright))
+
+
 def _place(rng: np.random.Generator, recipe: Recipe, label: str, scene: Scene, valid: tuple,
            pre: dict[str, Any], where: tuple | None = None
            ) -> tuple[np.ndarray, Any] | None:
@@ -145,29 +163,41 @@ def render_seeded(recipe: Recipe, label: str, image_seed: int, size: int
     family = choose(rng, recipe["classes"][label]["families"])
     con, pre = _constraints(rng, recipe, label, family)
     scene = build(rng, family, recipe["scene"], size, ss, con)
-    mask, dparams = None, None
+    mask, dparams, reference = None, None, None
     if label != "normal":
+        reference = _snapshot(scene)
         placed = _place(rng, recipe, label, scene, valid, pre)
         if placed is None:  # the drawn pattern had no room: fall back to a family that always has
             family = FALLBACK.get(label, "lines")
             con, pre = _constraints(rng, recipe, label, family)
             con.max_pitch = max(size / 4, con.min_pitch, con.min_width + 4)
             scene = build(rng, family, recipe["scene"], size, ss, con)
+            reference = _snapshot(scene)
             placed = _place(rng, recipe, label, scene, valid, pre)
             if placed is None:
                 raise RuntimeError(f"could not place a {label} defect (image seed {image_seed})")
         mask, dparams = placed
+        if label == "ler":  # roughness is drawn with the lines: compare with straight edges
+            reference = defects.ler_reference(scene)
     semp = sample_sem(rng, recipe["sem"], size, recipe["scene"], scene.view, scene.family)
-    s = form_image(rng, scene, semp)
+    bit_depth = int(recipe["recipe"]["bit_depth"])
+    rng_reference = copy.deepcopy(rng) if reference is not None else None
+    s = form_signal(rng, scene, semp)
+    signal = s.copy() if reference is not None else None
+    s = add_noise(rng, s, semp)
     over = annotate(s, ann)
-    img = quantize(s, int(recipe["recipe"]["bit_depth"]), semp["gain"], semp["offset"])
+    img = quantize(s, bit_depth, semp["gain"], semp["offset"])
     if mask is not None and over is not None:
         mask = mask & ~over
     info = {
         "family": scene.family, "view": scene.view,
         "params": jsonable({"scene": scene.params, "sem": semp, "defect": dparams,
                             "annotations": {k: v for k, v in ann.items() if k != "valid"}}),
+        "visibility": None,
     }
+    if reference is not None:
+        info["visibility"] = round(rose_visibility(
+            signal, form_signal(rng_reference, reference, semp), semp, bit_depth, over), 3)
     return img, mask, info
 
 
@@ -186,5 +216,6 @@ def render(recipe: Recipe, label: str, index: int, seed: int, size: int | None =
                  recipe=recipe.name, recipe_hash=recipe.hash, size=size,
                  bit_depth=int(recipe["recipe"]["bit_depth"]), family=info["family"],
                  view=info["view"], params=info["params"],
-                 box=box_of(mask) if mask is not None else None, mask=mask)
+                 box=box_of(mask) if mask is not None else None, mask=mask,
+                 visibility=info["visibility"])
     return img, rec

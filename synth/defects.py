@@ -6,6 +6,7 @@ at output resolution (bool, size x size), or ``None`` when the pattern has no ro
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Optional
 
 import cv2
@@ -178,16 +179,28 @@ def place_void(rng, d: dict, scene: Scene, valid: tuple, where: Point = None,
 
 # ---- line-edge roughness -----------------------------------------------------------------------
 
+def _straight_lines(g: dict) -> np.ndarray:
+    """Polygons of the grating's lines with straight edges (no roughness)."""
+    vv = np.broadcast_to(g["vs"], g["left"].shape)
+    l0 = np.broadcast_to(g["uc"][:, None] - g["width"] / 2, vv.shape)
+    r0 = np.broadcast_to(g["uc"][:, None] + g["width"] / 2, vv.shape)
+    return _poly(g, np.concatenate([l0, r0[:, ::-1]], 1), np.concatenate([vv, vv[:, ::-1]], 1))
+
+
+def ler_reference(scene: Scene) -> Scene:
+    """The scene with every line's edges straight: what a rough grating is measured against."""
+    g = scene.geom
+    mat = np.full_like(scene.mat, g["bg"])
+    fill(mat, _straight_lines(g), g["fg"], scene.ss)
+    return replace(scene, mat=mat)
+
+
 def ler_mask(scene: Scene, valid: tuple) -> Result:
     """Pixels displaced by the roughness (rough XOR straight lines); roughness was drawn in lines()."""
     g = scene.geom
     smooth, rough = _mask(scene), _mask(scene)
-    vs = g["vs"]
-    vv = np.broadcast_to(vs, g["left"].shape)
-    l0 = np.broadcast_to(g["uc"][:, None] - g["width"] / 2, vv.shape)
-    r0 = np.broadcast_to(g["uc"][:, None] + g["width"] / 2, vv.shape)
-    fill(smooth, (_poly(g, np.concatenate([l0, r0[:, ::-1]], 1),
-                            np.concatenate([vv, vv[:, ::-1]], 1))), 1, 1.0)
+    vv = np.broadcast_to(g["vs"], g["left"].shape)
+    fill(smooth, _straight_lines(g), 1, 1.0)
     fill(rough, (_poly(g, np.concatenate([g["left"], g["right"][:, ::-1]], 1),
                            np.concatenate([vv, vv[:, ::-1]], 1))), 1, 1.0)
     mask = smooth != rough

@@ -111,6 +111,15 @@ def _down(a: np.ndarray, size: int) -> np.ndarray:
 
 def form_image(rng: np.random.Generator, scene: Scene, p: dict[str, Any]) -> np.ndarray:
     """The detector signal (float32, nominally 0..1; gain/offset come in :func:`quantize`)."""
+    return add_noise(rng, form_signal(rng, scene, p), p)
+
+
+def form_signal(rng: np.random.Generator, scene: Scene, p: dict[str, Any]) -> np.ndarray:
+    """The noise-free detector signal: material, edges, texture, charging, blur, scan.
+
+    Draws from ``rng`` exactly as :func:`form_image` does before its noise, so two calls on
+    copies of one generator give the same texture, charging and jitter.
+    """
     size = scene.size
     xx, yy, _, _ = _grid(size)
     m = _down(scene.mat, size)
@@ -160,10 +169,22 @@ def form_image(rng: np.random.Generator, scene: Scene, p: dict[str, Any]) -> np.
             x0 = int(rng.integers(0, size))
             tail = np.exp(-np.arange(size - x0, dtype=np.float32) / uni(rng, [10, 80]))
             s[row, x0:] += uni(rng, [0.1, 0.4]) * tail
+    return s
+
+
+def noise_sd(s: np.ndarray, p: dict[str, Any]) -> np.ndarray:
+    """Per-pixel standard deviation of the shot and read noise on signal ``s``."""
     sd = np.maximum(s, 0.0)
     sd *= 1.0 / p["dose"]
     sd += p["read_noise"] ** 2
     np.sqrt(sd, out=sd)
+    return sd
+
+
+def add_noise(rng: np.random.Generator, s: np.ndarray, p: dict[str, Any]) -> np.ndarray:
+    """Shot and read noise, then row banding, added to ``s`` in place (``s`` is returned)."""
+    size = s.shape[0]
+    sd = noise_sd(s, p)
     sd *= rng.standard_normal((size, size), dtype=np.float32)
     s += sd
     if p["banding"] > 0:
