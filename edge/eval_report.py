@@ -102,6 +102,11 @@ def print_scorecard(card: Scorecard, console: Console, *, worst: int = 8) -> Non
     console.print(f"stage 1 threshold-free (highest tile score per image): ROC AUC "
                   f"{_f(rank['roc_auc'])}; specificity at {at} recall: {spec} "
                   f"(stage1_threshold {thresholds})", highlight=False)
+    if s1.get("by_visibility"):
+        bands = "; ".join(f"{band} {_f(v['recall'])} ({v['flagged']}/{v['defects']})"
+                          for band, v in s1["by_visibility"].items())
+        console.print(f"stage 1 recall by defect visibility (Rose k: sub-visible < 3, "
+                      f"marginal 3-5, visible >= 5): {bands}", highlight=False)
 
     e2e, given = card.stage2["end_to_end"], card.stage2["given_flagged"]
     t = Table(title="stage 2 on taxonomy defects: end to end (a missed defect or unknown is "

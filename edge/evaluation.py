@@ -33,6 +33,7 @@ import numpy as np
 from edge import metrics
 from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN
 from edge.jsonsafe import json_safe
+from edge.visibility import read_visibility, recall_by_band
 
 if TYPE_CHECKING:
     from edge.cascade import Cascade
@@ -459,7 +460,8 @@ def _worst(preds: Sequence[Prediction], n: int) -> list[Prediction]:
 
 def compute_scorecard(predictions: Sequence[Prediction], *,
                       folders: dict[str, int] | None = None,
-                      worst: int = 24) -> Scorecard:
+                      worst: int = 24,
+                      visibility: dict[str, float] | None = None) -> Scorecard:
     """The scorecard of a list of predictions (pure; definitions in ``docs/eval.md``).
 
     Parameters
@@ -471,6 +473,9 @@ def compute_scorecard(predictions: Sequence[Prediction], *,
         default: counted from ``predictions``.
     worst : int
         How many mistakes to keep in ``worst`` (the contact sheet).
+    visibility : dict of str to float, optional
+        Defect visibility ``k`` by prediction path (``edge.visibility``, from a synth
+        folder's manifest): adds ``stage1.by_visibility``, recall per band.
 
     Returns
     -------
@@ -499,6 +504,10 @@ def compute_scorecard(predictions: Sequence[Prediction], *,
     stage1 = {**b.as_dict(), "images": len(ok), "positives": b.tp + b.fn,
               "negatives": b.tn + b.fp, "by_folder": by_folder,
               "ranking": _stage1_ranking(ok)}
+    if visibility:
+        stage1["by_visibility"] = recall_by_band(
+            np.array([p.defective for p in ok], bool), np.array([p.flagged for p in ok], bool),
+            np.array([visibility.get(p.path, math.nan) for p in ok], np.float64))
 
     # -- stage 2 on taxonomy defects: end to end, and given stage 1 flagged them
     tax_defects = [p for p in ok if p.truth in DEFECT_CLASSES]
@@ -586,7 +595,9 @@ def evaluate(cascade: Cascade, data: EvalData | PathLike, *, worst: int = 24,
     t0 = time.perf_counter()
     preds = predict(cascade, data, on_result=on_result)
     seconds = time.perf_counter() - t0
-    card = compute_scorecard(preds, folders=data.folders, worst=worst)
+    ks = read_visibility(data.root, [data.root / p.path for p in preds])
+    visibility = {p.path: float(k) for p, k in zip(preds, ks) if not math.isnan(k)}
+    card = compute_scorecard(preds, folders=data.folders, worst=worst, visibility=visibility)
     bundle = cascade.bundle
     small = bundle.manifest.get("preprocess", {}).get("small_image", "upscale")
     run = {

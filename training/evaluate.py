@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN
+from edge.visibility import recall_by_band
 from training.calibration import expected_calibration_error, softmax
 
 __all__ = ["DEFECT_RATES", "cost_per_tile", "evaluate_outputs", "macro_f1", "confusion",
@@ -59,7 +60,8 @@ def _safe_div(a: float, b: float) -> float:
 
 def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
                      threshold: float, temperature: float, unknown_threshold: float,
-                     reference: dict[str, np.ndarray] | None = None) -> dict:
+                     reference: dict[str, np.ndarray] | None = None,
+                     visibility: np.ndarray | None = None) -> dict:
     """Metrics of one format on one set.
 
     Parameters
@@ -71,6 +73,9 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
         The bundle's stage-1 threshold (on sigmoid scores) and stage-2 calibration.
     reference : dict, optional
         The PyTorch fp32 outputs on the same tiles: adds ``agreement``.
+    visibility : (N,) float array, optional
+        Each tile's defect visibility ``k`` (NaN: unrated): adds stage-1
+        ``recall_by_visibility`` (``edge.visibility``).
     """
     labels = np.asarray(labels, dtype=np.int64)
     s1 = sigmoid(outputs["stage1"][:, 0])
@@ -99,6 +104,8 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
     for i, name in [*list(enumerate(CLASSES))[1:], (-1, "other_defect"), (-2, "defective")]:
         if (labels == i).any():
             res["stage1"]["recall_per_class"][name] = float(flagged[labels == i].mean())
+    if visibility is not None:
+        res["stage1"]["recall_by_visibility"] = recall_by_band(defective, flagged, visibility)
 
     p2 = softmax(outputs["stage2"], temperature)
     pred2 = p2.argmax(axis=1)

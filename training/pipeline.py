@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.visibility import read_visibility
 from training.cell_masks import read_masks
 from training.data import (
     Dataset,
@@ -44,6 +45,7 @@ from training.data import (
     stratified_split,
 )
 from training.recipe import ModelRecipe, TrainRecipe
+from training.thresholds import ThresholdChoice, select_threshold
 
 __all__ = ["TARGETS", "EvalSet", "TrainOutcome", "train_bundle"]
 
@@ -191,6 +193,25 @@ def _dense_targets(model, paths: list[str], labels: np.ndarray, masks: dict[str,
     return cells
 
 
+def choose_stage1_threshold(scores: np.ndarray, defective: np.ndarray,
+                            visibility: np.ndarray, r: TrainRecipe
+                            ) -> tuple[ThresholdChoice, dict]:
+    """The stage-1 threshold for ``r.target_recall`` on the visible (and unrated) val
+    defects, and its record: the choice, what it was chosen on, val recall per band."""
+    from edge.visibility import VISIBLE, counts_as_target, recall_by_band  # noqa: PLC0415
+
+    target = counts_as_target(defective, visibility)
+    choice = select_threshold(scores[target], defective[target], r.target_recall,
+                              confidence=r.recall_confidence)
+    left_out = int((defective & ~target).sum())
+    info = {**choice._asdict(),
+            "chosen_on": (f"visible defects (k >= {VISIBLE:g}) and unrated ones; "
+                          f"{left_out} sub-visible or marginal left out"),
+            "val_recall_by_visibility": recall_by_band(defective, scores >= choice.threshold,
+                                                       visibility)}
+    return choice, info
+
+
 def _summary(m: dict) -> dict:
     """The manifest's compact per-format, per-set metrics."""
     out = {
@@ -329,7 +350,6 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     )
     from training.models import build_model, count_macs, count_parameters  # noqa: PLC0415
     from training.report import summary_lines, write_report  # noqa: PLC0415
-    from training.thresholds import select_threshold  # noqa: PLC0415
     from training.train_loop import (  # noqa: PLC0415
         balanced_weights,
         fit,
@@ -477,12 +497,14 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         supplied = {m: f"{source.name} ({source.root})" for m in missing}
         if "stage1" in models:
             val_s1 = sigmoid(predict_logits(models["stage1"], val.x)[:, 0])
-            choice = select_threshold(val_s1, val.y != 0, r.target_recall,
-                                      confidence=r.recall_confidence)
-            stage1_info = choice._asdict()
+            choice, stage1_info = choose_stage1_threshold(
+                val_s1, val.y != 0, read_visibility(data_dir, val.paths), r)
             console.log(f"stage 1 threshold {choice.threshold:.4f}: val recall "
                         f"{choice.recall:.4f} (95% lower bound {choice.lower_bound:.4f}), "
-                        f"specificity {choice.specificity:.4f}")
+                        f"specificity {choice.specificity:.4f}, on "
+                        f"{stage1_info['chosen_on']}; recall by visibility "
+                        + ", ".join(f"{b} {v['recall']:.3f} of {v['defects']}" for b, v in
+                                    stage1_info["val_recall_by_visibility"].items()))
         else:
             stage1_info = {**source.manifest["stage1"], "supplied_by": supplied["stage1"]}
         if "stage2" in models:
@@ -526,7 +548,9 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         thr = {"threshold": float(stage1_info["threshold"]), "temperature": temperature,
                "unknown_threshold": unknown}
         evaluation: dict[str, dict[str, dict]] = {}
+        set_roots = {"test": data_dir, **{es.name: es.path for es in eval_sets}}
         for set_name, ds in sets.items():
+            thr["visibility"] = read_visibility(set_roots[set_name], ds.paths)
             ref = {k: predict_logits(m, ds.x) for k, m in models.items()}
             for k in missing:  # a supplied stage: its ONNX fp32 is the reference
                 ref[k] = predict_onnx(files[k]["onnx"], ds.x, threads=r.threads)
@@ -537,6 +561,7 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                         for k in files}
                 evaluation[set_name][fmt] = evaluate_outputs(outs, ds.y, **thr,
                                                              reference=ref)
+        del thr["visibility"]
         timings["evaluate"] = time.perf_counter() - t0
 
         # ---- 6. cost, size, report
@@ -635,7 +660,9 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                   "val_recall": choice.recall, "val_recall_lower_bound": choice.lower_bound,
                   "val_recall_confidence": choice.confidence,
                   "val_specificity": choice.specificity,
-                  "val_positives": choice.positives, "val_negatives": choice.negatives}
+                  "val_positives": choice.positives, "val_negatives": choice.negatives,
+                  "chosen_on": stage1_info["chosen_on"],
+                  "val_recall_by_visibility": stage1_info["val_recall_by_visibility"]}
     else:
         stage1 = stage1_info
     if "stage2" in models:

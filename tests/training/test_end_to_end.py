@@ -82,6 +82,11 @@ def test_the_bundle_follows_the_contract(tiny_bundle):
     s1 = manifest["stage1"]
     assert 0.0 <= s1["threshold"] <= 1.0 and s1["target_recall"] == 0.995
     assert s1["val_recall_lower_bound"] <= s1["val_recall"]
+    # drawn images without a manifest: no visibility known, every defect counts (unrated)
+    assert s1["chosen_on"].startswith("visible defects")
+    assert s1["val_recall_by_visibility"] == {"unrated": {
+        "defects": s1["val_positives"], "flagged": round(s1["val_recall"] * s1["val_positives"]),
+        "recall": s1["val_recall"]}}
     s2 = manifest["stage2"]
     assert s2["temperature"] > 0 and 0.0 <= s2["unknown_threshold"] <= 1.0
     assert {"ece_before", "ece_after"} <= set(s2)
@@ -97,6 +102,9 @@ def test_the_report_has_json_and_confusion_pngs(tiny_bundle):
     report = json.loads((tiny_bundle / "report" / "metrics.json").read_text())
     assert set(report["evaluation"]["heldout"]) == {"pytorch", "onnx", "onnx-int8"}
     onnx_fp32 = report["evaluation"]["heldout"]["onnx"]
+    held_bands = onnx_fp32["stage1"]["recall_by_visibility"]
+    assert sum(v["defects"] for v in held_bands.values()) == sum(
+        n for c, n in onnx_fp32["counts"].items() if c != "normal")
     # ONNX fp32 agrees with PyTorch fp32
     assert onnx_fp32["agreement"]["stage1_max_abs_logit_diff"] < 1e-3
     assert onnx_fp32["agreement"]["stage2"] == 1.0

@@ -88,3 +88,26 @@ def test_clopper_pearson_known_value():
 def test_bad_inputs_raise(scores, labels, target):
     with pytest.raises(ValueError):
         select_threshold(scores, labels, target)
+
+
+def test_stage1_threshold_is_chosen_on_visible_defects():
+    from training.pipeline import choose_stage1_threshold
+    from training.recipe import TrainRecipe
+
+    rng = np.random.default_rng(0)
+    normal = rng.uniform(0.0, 0.5, 400)
+    visible = rng.uniform(0.6, 1.0, 200)
+    faint = rng.uniform(0.0, 0.1, 20)  # sub-visible defects the model cannot see
+    scores = np.r_[normal, visible, faint]
+    defective = np.r_[np.zeros(400, bool), np.ones(220, bool)]
+    k = np.r_[np.full(400, np.nan), np.full(200, 40.0), np.full(20, 1.0)]
+    recipe = TrainRecipe(target_recall=0.995)
+    choice, info = choose_stage1_threshold(scores, defective, k, recipe)
+    assert choice.threshold >= 0.6 and choice.specificity == 1.0
+    assert choice.positives == 200 and choice.negatives == 400
+    assert info["val_recall_by_visibility"]["visible"]["recall"] >= 0.995
+    assert info["val_recall_by_visibility"]["sub-visible"]["recall"] == 0.0
+    assert "20 sub-visible or marginal left out" in info["chosen_on"]
+    # unrated defects (no visibility known, e.g. real images) all count: the faint ones pin it
+    unrated, _ = choose_stage1_threshold(scores, defective, np.full(620, np.nan), recipe)
+    assert unrated.threshold <= 0.1
