@@ -366,9 +366,33 @@ def _write_overlay(image: np.ndarray, result: ImageResult, path: Path) -> bool:
     return False
 
 
+def sample_truths() -> dict[str, str]:
+    """``{absolute path of a shipped sample: its ground truth}`` from ``samples.json``: the
+    class of a tile, ``normal`` for a field without defects, else its defects' labels."""
+    import json  # noqa: PLC0415
+
+    folder = samples_dir()
+    try:
+        images = json.loads((folder / "samples.json").read_text(encoding="utf-8"))["images"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    truths = {}
+    for name, truth in images.items():
+        if truth.get("label") == "field":
+            labels = sorted({d["label"] for d in truth.get("defects", [])})
+            truth_text = ", ".join(labels) if labels else "normal"
+        else:
+            truth_text = str(truth.get("label"))
+        truths[os.path.abspath(folder / name)] = truth_text
+    return truths
+
+
 def _short_path(path: str | None) -> str:
-    """The path relative to the working folder when that is shorter (table display only)."""
+    """A shipped sample's file name; else the path relative to the working folder when
+    that is shorter (table display only)."""
     text = str(path)
+    if os.path.dirname(os.path.abspath(text)) == str(samples_dir().resolve()):
+        return os.path.basename(text)
     try:
         rel = os.path.relpath(text)
     except ValueError:  # another drive (Windows)
@@ -383,20 +407,24 @@ def _print_table(results: list, counts: Counter, failed: int) -> None:
 
     from edge.classes import CLASSES, UNKNOWN  # noqa: PLC0415
 
+    known = sample_truths()
+    truths = [known.get(os.path.abspath(str(r.path))) for r in results]
+    with_truth = any(t is not None for t in truths)
     table = Table()
-    for col, justify in (("file", "left"), ("label", "left"), ("score", "right"),
-                         ("flagged tiles", "right"), ("ms", "right")):
-        table.add_column(col, justify=justify)
-    for r in results:
+    columns = (("file", "left"), *((("truth", "left"),) if with_truth else ()),
+               ("label", "left"), ("score", "right"), ("flagged tiles", "right"),
+               ("ms", "right"))
+    for col, justify in columns:
+        table.add_column(col, justify=justify, no_wrap=col == "file")
+    for r, truth in zip(results, truths):
+        first = [escape(_short_path(r.path)), *([escape(truth or "")] if with_truth else [])]
         if not r.ok:
-            table.add_row(escape(_short_path(r.path)), f"[red]error[/red]: {escape(r.error or '')}",
-                          "", "", "")
+            table.add_row(*first, f"[red]error[/red]: {escape(r.error or '')}", "", "", "")
             continue
         label = r.label
         if r.warning is not None:  # the JSON has it all; the table its first words
             label += f" [yellow]({escape(r.warning.split(':')[0])})[/yellow]"
-        table.add_row(escape(_short_path(r.path)), label, f"{r.score:.3f}",
-                      f"{r.stage2_count}/{len(r.tile_labels)}",
+        table.add_row(*first, label, f"{r.score:.3f}", f"{r.stage2_count}/{len(r.tile_labels)}",
                       f"{r.timings_ms.get('total', 0.0):.1f}")
     console = Console()
     console.print(table)

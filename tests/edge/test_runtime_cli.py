@@ -171,6 +171,28 @@ def test_classify_samples_runs_on_the_shipped_images(capsys, bundle_dir):
     assert len(fields[0]["tiles"]) == 25  # 1024 px at 224-px tiles: a 5 × 5 grid
 
 
+def test_classify_samples_table_shows_file_names_and_truth(capsys, bundle_dir, monkeypatch,
+                                                           tmp_path):
+    monkeypatch.chdir(tmp_path)  # far from the package: paths would be long
+    monkeypatch.setenv("COLUMNS", "120")
+    code, out, _ = run(capsys, "classify", "--samples", "--bundle", str(bundle_dir))
+    truth = json.loads((samples_dir() / "samples.json").read_text())["images"]
+    assert code == 0 and "truth" in out
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in out.splitlines() if line.count("│") > 3}
+    assert set(rows) == set(truth)  # whole file names, no site-packages path
+    assert rows["tile_3_short.png"] == "short"
+    for name, t in truth.items():
+        if t["label"] == "field":
+            expected = ", ".join(sorted({d["label"] for d in t["defects"]})) or "normal"
+            assert rows[name] == expected
+
+
+def test_classify_of_other_files_has_no_truth_column(capsys, bundle_dir, folder):
+    code, out, _ = run(capsys, "classify", str(folder), "--bundle", str(bundle_dir))
+    assert code in (0, 1) and "truth" not in out
+
+
 def test_classify_without_paths_or_samples_is_an_error(capsys, bundle_dir):
     code, _, err = run(capsys, "classify", "--bundle", str(bundle_dir))
     assert code == 2 and "--samples" in err
