@@ -22,9 +22,12 @@ FIELD_LABELS = {
 }
 
 
-def render_field(recipe: Recipe, index: int, seed: int, size: int | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def render_field(recipe: Recipe, index: int, seed: int, size: int | None = None,
+                 family: str | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Field ``index`` of run ``seed``: (image, label map, record).
+
+    ``family`` (one of ``FIELD_FAMILIES``) replaces the drawn pattern family; every other
+    draw stays as it is.
 
     The label map is uint8: 0 where there is no defect, ``j + 1`` on the pixels of defect ``j``
     of ``record["defects"]`` (each with label, box [x0, y0, x1, y1) and parameters).
@@ -38,7 +41,10 @@ def render_field(recipe: Recipe, index: int, seed: int, size: int | None = None
     if size < 64:
         raise ValueError(f"field size must be >= 64, got {size}")
     ss = int(recipe["recipe"]["supersample"])
-    family = choose(rng, FIELD_FAMILIES)
+    drawn = choose(rng, FIELD_FAMILIES)
+    if family is not None and family not in FIELD_FAMILIES:
+        raise ValueError(f"unknown field family {family!r}; known: {', '.join(FIELD_FAMILIES)}")
+    family = family or drawn
     post = bool(rng.random() < 0.7) if family == "vias" else None
     con = Constraints(min_width=8.0, min_space=3.0, max_via_frac=0.55, min_via_diam=10.0,
                       post=post)
