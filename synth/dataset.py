@@ -160,38 +160,77 @@ def _prepare_out(out: Path, labels: tuple[str, ...], overwrite: bool) -> None:
         for name in ("manifest.jsonl", "fields/manifest.jsonl", "sheet.png"):
             if (out / name).exists():
                 (out / name).unlink()
+        for f in (out / "shards").glob("shard-*-of-*.*"):  # a sharded run's bookkeeping
+            f.unlink()
+        if (out / "shards").is_dir() and not any((out / "shards").iterdir()):
+            (out / "shards").rmdir()
 
 
 def write_dataset(out: str | Path, per_class: int, seed: int,
                   recipe: str | Path | Recipe = "default", size: int | None = None,
                   fields: int = 0, workers: int = 1, sheet: bool = False,
-                  overwrite: bool = False, progress: bool = False) -> Path:
+                  overwrite: bool = False, progress: bool = False,
+                  shard: tuple[int, int] | None = None) -> Path:
     """Write ``out/<label>/<label>_<i>.png``, ``out/manifest.jsonl`` and optionally fields and a
-    contact sheet. Output bytes are identical for any ``workers``. Returns the manifest path."""
+    contact sheet. Output bytes are identical for any ``workers``. Returns the manifest path.
+
+    ``shard=(K, N)`` writes only shard ``K`` of ``N`` of the run (``synth.shards``: its
+    images, and its manifest under ``out/shards/``, which is returned); ``merge_shards``
+    joins the ``N`` shards into the single run's files, byte for byte."""
+    from synth import shards as sh  # noqa: PLC0415
+
     rec = load_recipe(recipe)
     _check_counts(per_class, size, fields, workers)
     if not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an integer, got {seed!r}")
+    shard = sh.check_shard(shard) if shard is not None else None
+    if shard is not None and sheet:
+        raise ValueError("sheet needs every image: pass it to the merge (semedge synth-merge "
+                         "--sheet), not to a shard")
     size = int(size or rec["recipe"]["size"])
     out = Path(out)
-    _prepare_out(out, rec.labels, overwrite)
+    tasks = [(lab, i) for lab in rec.labels for i in range(per_class)]
+    field_ids = list(range(fields))
+    if shard is not None:
+        tasks, field_ids = sh.take_shard(tasks, shard), sh.take_shard(field_ids, shard)
+        sh.prepare_shard_out(out, rec.labels, shard, tasks, field_ids, overwrite)
+    else:
+        _prepare_out(out, rec.labels, overwrite)
     for lab in rec.labels:
         (out / lab).mkdir(parents=True, exist_ok=True)
     if fields:
         (out / "fields").mkdir(exist_ok=True)
-    tasks = [(lab, i) for lab in rec.labels for i in range(per_class)]
-    total = len(tasks) + fields
-    bar = _progress(progress)
+    lines, flines = _render_all((rec, str(out), int(seed), size), tasks, field_ids, workers,
+                                progress)
+    if shard is not None:
+        info = {"shards": shard[1], "recipe": rec.name, "recipe_hash": rec.hash,
+                "seed": int(seed), "per_class": per_class, "size": size,
+                "labels": list(rec.labels), "fields": fields,
+                "partition": "task t (label-major) and field k where t % shards == shard"}
+        return sh.write_shard_output(out, shard, lines, flines, info)
     manifest = out / "manifest.jsonl"
-    init = (rec, str(out), int(seed), size)
+    manifest.write_text("".join(line + "\n" for line in lines))
+    if fields:
+        (out / "fields" / "manifest.jsonl").write_text("".join(f + "\n" for f in flines))
+    if sheet:
+        write_sheet(out, rec.labels, per_class, out / "sheet.png")
+    return manifest
+
+
+def _render_all(init: tuple[Recipe, str, int, int], tasks: list[tuple[str, int]],
+                field_ids: list[int], workers: int, progress: bool
+                ) -> tuple[list[str], list[str]]:
+    """Render and write ``tasks`` and fields ``field_ids``; their manifest lines, in order."""
+    bar = _progress(progress)
     with bar:
-        job = bar.add_task(f"synth {rec.name}", total=total) if bar.enabled else None
+        job = (bar.add_task(f"synth {init[0].name}", total=len(tasks) + len(field_ids))
+               if bar.enabled else None)
         if workers == 1:
             threads = cv2.getNumThreads()
             _init(*init)
             try:
                 lines = _drain(map(_work, tasks), bar, job)
-                flines = _drain(map(_field_work, range(fields)), bar, job)
+                flines = _drain(map(_field_work, field_ids), bar, job)
             finally:
                 cv2.setNumThreads(threads)
         else:
@@ -200,13 +239,8 @@ def write_dataset(out: str | Path, per_class: int, seed: int,
                 # small chunks: at ~5 ms an image, a 32-image last chunk left one core idle ~0.1 s
                 chunk = max(1, min(8, len(tasks) // (workers * 8) or 1))
                 lines = _drain(pool.imap(_work, tasks, chunksize=chunk), bar, job)
-                flines = _drain(pool.imap(_field_work, range(fields)), bar, job)
-    manifest.write_text("".join(line + "\n" for line in lines))
-    if fields:
-        (out / "fields" / "manifest.jsonl").write_text("".join(f + "\n" for f in flines))
-    if sheet:
-        write_sheet(out, rec.labels, per_class, out / "sheet.png")
-    return manifest
+                flines = _drain(pool.imap(_field_work, field_ids), bar, job)
+    return lines, flines
 
 
 class _NoBar:
