@@ -57,7 +57,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples-per-epoch", type=int, default=None,
                         help="overrides every model's samples per epoch")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch and ONNX Runtime threads (default 2)")
+                        help="torch and ONNX Runtime threads (default 2; per process "
+                             "under torchrun)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where the models train: auto = CUDA when available, else the "
+                             "CPU (thresholds, export and evaluation always run on the CPU)")
     parser.add_argument("--name", default="custom", help="bundle name in the manifest")
     parser.add_argument("--checkpoints", type=Path, default=None,
                         help="where to save the PyTorch checkpoints (default OUT/checkpoints)")
@@ -86,6 +90,13 @@ def run_train(args: argparse.Namespace) -> int:
         print("semedge train: give --data DIR (an ImageFolder) or --labels FILE.csv",
               file=sys.stderr)
         return 2
+    from training.distributed import DeviceError, resolve_device  # noqa: PLC0415
+
+    try:
+        resolve_device(args.device)
+    except DeviceError as err:
+        print(f"semedge train: {err}", file=sys.stderr)
+        return 2
     if args.data is None:
         args.data = args.labels.parent
     try:
@@ -106,7 +117,7 @@ def run_train(args: argparse.Namespace) -> int:
                      checkpoint_dir=args.checkpoints, name=args.name, command=command,
                      recipe_path=str(args.recipe) if args.recipe else None, quiet=args.quiet,
                      pipeline_start=args.pipeline_start, labels_csv=args.labels,
-                     init=args.init, complete_from=args.complete_from)
+                     init=args.init, complete_from=args.complete_from, device=args.device)
     except ExportRefused as err:
         print(f"semedge train: {err}", file=sys.stderr)
         return 3
@@ -131,7 +142,8 @@ def _command_line(args: argparse.Namespace) -> str:
         parts += ["--eval", f"{es.name}={es.path}"]
     for flag, value in (("--seed", args.seed), ("--epochs", args.epochs),
                         ("--samples-per-epoch", args.samples_per_epoch),
-                        ("--threads", args.threads), ("--checkpoints", args.checkpoints)):
+                        ("--threads", args.threads), ("--checkpoints", args.checkpoints),
+                        ("--device", None if args.device == "auto" else args.device)):
         if value is not None:
             parts += [flag, str(value)]
     if args.name != "custom":

@@ -44,6 +44,7 @@ from training.data import (
     recipe_of,
     stratified_split,
 )
+from training.distributed import Distributed
 from training.recipe import ModelRecipe, TrainRecipe
 from training.thresholds import ThresholdChoice, select_threshold
 
@@ -284,6 +285,15 @@ def _scan_or_raise(path, *, labels_csv=None, size: int, workers: int, console, w
     return found
 
 
+def _device_provenance(dist: Distributed) -> dict:
+    """Where the models trained: device kind (and GPU name), world size, backend."""
+    import torch  # noqa: PLC0415
+
+    name = torch.cuda.get_device_name(dist.device) if dist.kind == "cuda" else None
+    return {"device": dist.kind, "device_name": name, "world_size": dist.world_size,
+            "distributed_backend": dist.backend}
+
+
 def _portable_path(path: str | os.PathLike) -> str:
     """``path`` relative to the working directory when it lies inside it (a manifest
     should not carry the builder's home folder), else as given."""
@@ -301,7 +311,8 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                  pipeline_start: float | None = None,
                  labels_csv: str | os.PathLike | None = None,
                  init: str | os.PathLike | None = None,
-                 complete_from: str | os.PathLike | None = None) -> TrainOutcome:
+                 complete_from: str | os.PathLike | None = None,
+                 device: str = "auto") -> TrainOutcome:
     """Train, export, evaluate and write a bundle into ``out_dir``.
 
     ``labels_csv``: ``path,label`` rows instead of label folders. ``init``: a bundle whose
@@ -310,9 +321,43 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     bundle that only supplies such a stage. Every data problem is reported before any
     training (:class:`training.data.DatasetError`, ``semedge train`` exit 2).
 
+    ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda`` for the training
+    itself; thresholds, export and evaluation run on the CPU. Launched by ``torchrun``
+    (``WORLD_SIZE`` > 1), every rank trains its part of each batch
+    (``DistributedDataParallel``) and rank 0 alone writes files; the others wait for it
+    and return a ``TrainOutcome`` with ``manifest=None``.
+
     Raises :class:`training.export.gate.ExportRefused` (after writing ``report/``) when
     int8 drifts beyond budget; no ``manifest.json`` is written then.
     """
+    from training.distributed import setup  # noqa: PLC0415
+
+    dist = setup(device)  # before any work: a missing CUDA is an error here
+    try:
+        outcome = _train_bundle(
+            data_dir, out_dir, recipe=recipe, eval_sets=eval_sets,
+            checkpoint_dir=checkpoint_dir, name=name, command=command,
+            recipe_path=recipe_path, console=console, quiet=quiet,
+            pipeline_start=pipeline_start, labels_csv=labels_csv, init=init,
+            complete_from=complete_from, dist=dist)
+    except BaseException:
+        dist.abort()
+        raise
+    dist.finish()  # rank 0 has written the bundle: every rank may go
+    return outcome
+
+
+def _train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+                  recipe: TrainRecipe | None = None, eval_sets: list[EvalSet] = (),
+                  checkpoint_dir: str | os.PathLike | None = None, name: str = "custom",
+                  command: str | None = None, recipe_path: str | None = None,
+                  console=None, quiet: bool = False,
+                  pipeline_start: float | None = None,
+                  labels_csv: str | os.PathLike | None = None,
+                  init: str | os.PathLike | None = None,
+                  complete_from: str | os.PathLike | None = None,
+                  dist: Distributed) -> TrainOutcome:
+    """The body of :func:`train_bundle`, on the device and rank ``dist`` gives."""
     import onnxruntime  # noqa: PLC0415
     import torch  # noqa: PLC0415
     from rich.console import Console  # noqa: PLC0415
@@ -359,6 +404,8 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
 
     started = time.perf_counter()
     recipe = recipe if recipe is not None else TrainRecipe()
+    if not dist.is_main:  # one process reports: rank 0
+        console, quiet = Console(stderr=True, quiet=True), True
     console = console or Console(stderr=True, quiet=quiet)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     r = recipe
@@ -398,9 +445,10 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     for es_name, ef in eval_found.items():
         check_leakage(found.sha256, ef.sha256, what=f"--eval {es_name} ({ef.root})")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("manifest.json",):
-        (out_dir / stale).unlink(missing_ok=True)
+    if dist.is_main:  # rank 0 alone writes files
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("manifest.json",):
+            (out_dir / stale).unlink(missing_ok=True)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else out_dir / "checkpoints"
     set_determinism(recipe.seed, recipe.threads)
     load_kw = {"size": r.size, "low": r.low, "high": r.high, "workers": r.threads}
@@ -426,12 +474,14 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         calib_local = balanced_subset(labels[train_idx], r.calibration_per_class, seed=r.seed)
         is_calib = np.zeros(len(paths), dtype=bool)
         is_calib[train_idx[calib_local]] = True
-        splits_path = write_splits(
-            out_dir / SPLITS_FILE, root=data_dir, paths=paths, labels=labels,
-            sha256=found.sha256, split=split_of.tolist(), seed=r.seed,
-            fractions={"val": r.val_fraction, "test": 0.0 if eval_sets else r.test_fraction},
-            eval_sets={k: v.sha256 for k, v in eval_found.items()},
-            calibration=is_calib.tolist())
+        splits_path = None
+        if dist.is_main:
+            splits_path = write_splits(
+                out_dir / SPLITS_FILE, root=data_dir, paths=paths, labels=labels,
+                sha256=found.sha256, split=split_of.tolist(), seed=r.seed,
+                fractions={"val": r.val_fraction, "test": 0.0 if eval_sets else r.test_fraction},
+                eval_sets={k: v.sha256 for k, v in eval_found.items()},
+                calibration=is_calib.tolist())
         sub = lambda idx: ([paths[i] for i in idx], labels[idx])  # noqa: E731
         train = load_dataset(*sub(train_idx), dtype=np.float16, progress=progress,
                              description="normalizing train", **load_kw)
@@ -486,8 +536,13 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
             jobs[model_name] = functools.partial(
                 fit, model, x_train, targets[idx], w, binary=binary, config=cfg,
                 progress=progress, description=model_name, aux_targets=aux,
-                dense_targets=dense)
-        fits = _run_fits(jobs, concurrent=r.concurrent_stage1, threads=r.threads)
+                dense_targets=dense, device=dist.device)
+        # under torchrun one model after another: two DDP models training side by side in
+        # threads could issue their collectives in a different order on different ranks
+        fits = _run_fits(jobs, concurrent=r.concurrent_stage1 and dist.world_size == 1,
+                         threads=r.threads)
+        if not dist.is_main:
+            return TrainOutcome(out_dir, {}, None)
         for model_name, model in models.items():
             timings[f"train_{model_name}"] = fits[model_name].seconds
             save_checkpoint(model, model_name, ckpt_dir / f"{model_name}.pt", r)
@@ -654,6 +709,7 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         "onnxruntime": onnxruntime.__version__,
         "python": platform.python_version(),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, {r.threads} threads",
+        **_device_provenance(dist),
     }
     if "stage1" in models:
         stage1 = {"threshold": choice.threshold, "target_recall": r.target_recall,

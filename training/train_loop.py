@@ -1,5 +1,6 @@
 """The training loop shared by the three models: balanced sampling, augmentation, AdamW
-with a one-cycle schedule, channels-last on CPU, deterministic for a seed."""
+with a one-cycle schedule, channels-last on CPU, deterministic for a seed; data-parallel
+(``DistributedDataParallel``) when a ``torch.distributed`` group of several ranks is up."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from training.augment import AugmentConfig
+from training.distributed import join_group, local_batch, rank_seed
 
 __all__ = ["FitConfig", "FitResult", "balanced_weights", "fit", "predict_logits",
            "set_determinism"]
@@ -88,6 +90,13 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
     cells is added with weight ``config.dense_weight``.
     ``device``: where the model and augmentation run ("cpu", or "cuda" where available;
     the model is moved back to the CPU at the end).
+
+    Under ``torchrun`` (``WORLD_SIZE`` = N > 1; the process joins the group if it has not,
+    ``training.distributed.join_group``) the model trains in ``DistributedDataParallel``:
+    every rank draws the epoch's global sample indices from the same seed and takes its
+    part of each global batch (``local_batch``), so the N ranks together train the same
+    samples per epoch as one process; BatchNorm statistics stay per rank. Each rank
+    augments with its own stream (``rank_seed``).
     """
     import torch  # noqa: PLC0415
     import torch.nn.functional as F  # noqa: PLC0415
@@ -100,9 +109,12 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
     per_epoch = config.samples_per_epoch or n
     steps = max(1, per_epoch // config.batch_size)
     total_steps = steps * config.epochs
+    rank, world = join_group(device)
     gen = torch.Generator().manual_seed(config.seed)
-    # on the CPU the sampler and augmentation share one stream (as they always did)
-    aug_gen = gen if device == "cpu" else torch.Generator(device=device).manual_seed(config.seed)
+    # on the CPU the sampler and augmentation share one stream (as they always did); ranks
+    # must draw the same indices, so under DDP augmentation has a stream of its own
+    aug_gen = (gen if device == "cpu" and world == 1 else torch.Generator(device=device)
+               .manual_seed(rank_seed(config.seed, rank) if world > 1 else config.seed))
     torch.manual_seed(config.seed)
     model.to(device)
     model.train()
@@ -121,6 +133,7 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
                  and getattr(model, "dense", None) is not None)
     dense_all = (torch.from_numpy(np.ascontiguousarray(dense_targets)).unsqueeze(1)
                  if use_dense else None)
+    net = _data_parallel(model, use_aux, use_dense, device) if world > 1 else None
     task = progress.add_task(description, total=total_steps) if progress is not None else None
     history: list[dict[str, float]] = []
     start = time.perf_counter()
@@ -130,14 +143,19 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
         loss_sum, correct, seen = 0.0, 0, 0
         for step in range(steps):
             idx = idx_all[step * config.batch_size:(step + 1) * config.batch_size]
+            if world > 1:
+                idx = local_batch(idx, rank, world)
             xb = torch.from_numpy(x[idx.numpy()]).to(device, non_blocking=True)
             mb = dense_all[idx].to(device) if use_dense else None
             xb, mb = augment_batch_with_masks(xb, aug_gen, config.augment, mb)
             xb = xb.contiguous(memory_format=torch.channels_last)
             idx_dev = idx.to(device)
             yb = y_all[idx_dev]
-            out, aux_out, dense_out = (model.forward_training(xb) if use_aux or use_dense
-                                       else (model(xb), None, None))
+            if net is not None:
+                out, aux_out, dense_out = net(xb)
+            else:
+                out, aux_out, dense_out = (model.forward_training(xb) if use_aux or use_dense
+                                           else (model(xb), None, None))
             aux_out = aux_out if use_aux else None
             if binary:
                 out = out[:, 0]
@@ -161,6 +179,8 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
                 progress.update(task, advance=1, description=(
                     f"{description} e{epoch + 1}/{config.epochs} "
                     f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f}"))
+        if world > 1:  # the epoch's numbers over every rank's samples
+            loss_sum, correct, seen = _sum_over_ranks((loss_sum, correct, seen), device)
         history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "accuracy": correct / seen})
     seconds = time.perf_counter() - start
     model.eval()
@@ -168,6 +188,43 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
     model.to(memory_format=torch.contiguous_format)
     samples = total_steps * config.batch_size
     return FitResult(history, samples / seconds if seconds > 0 else 0.0, seconds, samples)
+
+
+def _data_parallel(model, use_aux: bool, use_dense: bool, device: str):
+    """``model``'s training forward (only the heads the loss uses) wrapped in DDP.
+
+    A head the model has but the loss does not use (an aux or dense head without targets)
+    gets no gradient; DDP is told so (``find_unused_parameters``) only then: it costs a
+    graph traversal per step."""
+    import torch  # noqa: PLC0415
+    from torch.nn.parallel import DistributedDataParallel  # noqa: PLC0415
+
+    class TrainingForward(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            if not (use_aux or use_dense):
+                return self.model(x), None, None
+            out, aux, dense = self.model.forward_training(x)
+            return out, aux if use_aux else None, dense if use_dense else None
+
+    ids = [torch.device(device).index] if device.startswith("cuda") else None
+    unused = ((getattr(model, "aux", None) is not None and not use_aux)
+              or (getattr(model, "dense", None) is not None and not use_dense))
+    return DistributedDataParallel(TrainingForward(), device_ids=ids,
+                                   find_unused_parameters=unused)
+
+
+def _sum_over_ranks(values: tuple[float, int, int], device: str) -> tuple[float, int, int]:
+    """``(loss sum, correct, seen)`` summed over the ranks."""
+    import torch  # noqa: PLC0415
+    import torch.distributed as dist  # noqa: PLC0415
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t[0]), int(t[1]), int(t[2])
 
 
 def _dense_loss(logits, cells, description: str):

@@ -94,6 +94,7 @@ def test_the_bundle_follows_the_contract(tiny_bundle):
     assert "stage1_recall" in manifest["metrics"]["onnx-int8"]["heldout"]
     prov = manifest["provenance"]
     assert prov["seed"] == 3 and prov["seconds"] > 0 and "semedge train" in prov["command"]
+    assert (prov["device"], prov["world_size"], prov["distributed_backend"]) == ("cpu", 1, None)
     bundle = load_bundle(tiny_bundle)
     assert bundle.input_size == 224
 
