@@ -3,9 +3,10 @@ memory-bandwidth bound, uint8 and uint16, stride 224 and 192.
 
     pytest benchmarks/test_bench_preprocess.py --benchmark-only
 
-``test_ratios`` measures all four in one run and prints the ratios the foundation issue
-names (fused within 2.5× of the bound, ≥ 1.5× faster than OpenCV); they are recorded in the
-benchmark JSON (``extra_info``), not asserted: the machines are shared and noisy.
+``test_ratios`` measures all four in one run and prints the ratios the preprocessing
+targets name (docs/preprocess.md: fused within 2.5× of the bound, ≥ 1.5× faster than
+OpenCV); they are recorded in the benchmark JSON (``extra_info``), not asserted: the
+machines are shared and noisy.
 """
 
 from __future__ import annotations
