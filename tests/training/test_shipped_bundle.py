@@ -82,7 +82,7 @@ def test_target_verdicts_follow_from_the_numbers(report):
 
 
 @pytest.mark.xfail(strict=True, reason="the shipped default bundle misses the accuracy targets "
-                   "of the training issue (docs/training.md, 'Where the default bundle stands'); "
+                   "in docs/training.md ('Where the default bundle stands'); "
                    "strict: this fails as soon as a rebuilt bundle meets them")
 def test_accuracy_targets_are_met(report):
     failing = {s: t["checks"] for s, t in report["targets"].items() if not t["pass"]}
