@@ -169,10 +169,12 @@ def load_bundle(path: PathLike | None = None, *, verify_hashes: bool = True) -> 
     else:
         root = Path(path)
     if not root.is_dir():
-        raise BundleError(root, "bundle folder does not exist")
+        raise BundleError(root, "is a file, not a bundle folder" if root.exists()
+                          else "bundle folder does not exist")
     manifest_path = root / "manifest.json"
     if not manifest_path.is_file():
-        raise BundleError(manifest_path, "missing: a bundle folder must hold manifest.json")
+        raise BundleError(manifest_path, _not_a_file(manifest_path) or
+                          "missing: a bundle folder must hold manifest.json")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -211,9 +213,16 @@ def _number(obj: dict, key: str, where: str, mf: Path, lo: float, hi: float,
     value = float(_get(obj, key, (int, float), where, mf))
     ok = math.isfinite(value) and (lo < value if open_low else lo <= value) and value <= hi
     if not ok:
-        bound = f"({lo}, {hi}]" if open_low else f"[{lo}, {hi}]"
-        raise BundleError(mf, f"schema: {_key(where, key)} must be in {bound}, got {value!r}")
+        raise BundleError(mf, f"schema: {_key(where, key)} must be {_range(lo, hi, open_low)}, "
+                              f"got {value!r}")
     return value
+
+
+def _range(lo: float, hi: float, open_low: bool) -> str:
+    """The accepted range in words: ``in [0.0, 1.0]``, or ``a finite number > 0.0``."""
+    if math.isinf(hi):
+        return f"a finite number {'>' if open_low else '>='} {lo}"
+    return f"in {'(' if open_low else '['}{lo}, {hi}]"
 
 
 def _parse(root: Path, mf: Path, manifest: Any) -> Bundle:
@@ -302,10 +311,19 @@ def _parse_files(root: Path, mf: Path, files: dict) -> dict[str, dict[str, Stage
     return out
 
 
+def _not_a_file(path: Path) -> str | None:
+    """Why an existing ``path`` is not a regular file (None when missing or a file)."""
+    if path.is_dir():
+        return "is a folder, not a file"
+    if path.exists() and not path.is_file():
+        return "not a regular file"
+    return None
+
+
 def _check_file(entry: StageFile, verify_hash: bool) -> None:
     if not entry.path.is_file():
-        raise BundleError(entry.path, f"missing: listed in the manifest as the {entry.stage} "
-                                      f"{entry.format} model")
+        what = f"listed in the manifest as the {entry.stage} {entry.format} model"
+        raise BundleError(entry.path, f"{_not_a_file(entry.path) or 'missing'}: {what}")
     if verify_hash:
         actual = sha256_file(entry.path)
         if actual != entry.sha256:
