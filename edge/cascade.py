@@ -197,9 +197,8 @@ class Cascade:
                 read = current.result()
                 yield self._finish(path, read), read[0]
 
-    def _finish(self, path: PathLike, read: tuple[np.ndarray | None, str | None, float]
-                ) -> ImageResult:
-        image, error, read_ms = read
+    def _finish(self, path: PathLike, read: _Read) -> ImageResult:
+        image, error, read_ms, notes = read
         if error is not None:
             return error_result(str(path), error, {"read": read_ms}, self.backend)
         try:
@@ -208,18 +207,25 @@ class Cascade:
             return error_result(str(path), f"{path}: {err}", {"read": read_ms}, self.backend)
         timings = {"read": read_ms, **result.timings_ms}
         timings["total"] = result.timings_ms["total"] + read_ms
-        return replace(result, timings_ms=timings)
+        warning = "; ".join(w for w in (result.warning, *notes) if w) or None
+        return replace(result, timings_ms=timings, warning=warning)
 
 
-def _read(path: PathLike) -> tuple[np.ndarray | None, str | None, float]:
+_Read = tuple[Union[np.ndarray, None], Union[str, None], float, list[str]]
+"""``(image, error, read ms, notes)`` of one file: image or error, and the caveats
+(multi-page, colour, decoder warnings) that become the result's ``warning``."""
+
+
+def _read(path: PathLike) -> _Read:
     t0 = time.perf_counter()
+    notes: list[str] = []
     try:
-        image, error = preprocess.read_image(path), None
+        (image, notes), error = preprocess.read_image_notes(path), None
     except READ_ERRORS as err:
         image, error = None, str(err) if str(path) in str(err) else f"{path}: {err}"
     except Exception as err:  # e.g. cv2.error from a decoder: still one bad file
         image, error = None, f"{path}: cannot decode ({type(err).__name__}: {err})"
-    return image, error, (time.perf_counter() - t0) * 1000.0
+    return image, error, (time.perf_counter() - t0) * 1000.0, notes
 
 
 def _map_boxes(boxes: np.ndarray, work_shape: tuple[int, int],

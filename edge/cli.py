@@ -14,6 +14,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from edge.cascade import Cascade
     from edge.results import ImageResult
 
-__all__ = ["IMAGE_SUFFIXES", "collect_files", "main"]
+__all__ = ["IMAGE_SUFFIXES", "Inputs", "collect_files", "collect_inputs", "main"]
 
 IMAGE_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".pgm", ".pnm"})
 """Files picked up when a folder is given (named files are taken whatever the suffix)."""
@@ -36,15 +37,90 @@ def samples_dir() -> Path:
     return Path(__file__).with_name("samples")
 
 
-def collect_files(paths: Sequence[str]) -> Iterator[Path]:
-    """Named files as given, image files under named folders (recursive, sorted)."""
+@dataclass
+class Inputs:
+    """What ``classify`` will read: every entry, in order, and what is known up front.
+
+    Attributes
+    ----------
+    files : list of Path
+        Named files as given, then per named folder every entry that looks like an image
+        (by suffix; also broken links and link loops so named) and every folder that
+        could not be read, in sorted order, depth first.
+    problems : dict
+        ``path -> reason`` for the entries in ``files`` that get an error record without
+        being read: a symbolic link that leads back into a folder it lies in (a loop), a
+        folder that cannot be listed.
+    notes : list of str
+        Lines for stderr: a folder reached a second time through a symbolic link (its
+        images are read once, under the first path).
+    """
+
+    files: list[Path] = field(default_factory=list)
+    problems: dict[Path, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def collect_inputs(paths: Sequence[str]) -> Inputs:
+    """Walk the named paths (see :class:`Inputs`). Symbolic links to folders are followed;
+    each real folder is read once per named path, and a link back into a folder being
+    read is a loop, reported, not followed."""
+    inputs = Inputs()
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*")
-                              if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            key = _folder_key(path)
+            _walk(path, inputs, (key,), {key: path})
         else:
-            yield path  # a missing file becomes an error result, the run goes on
+            inputs.files.append(path)  # a missing file becomes an error result
+    return inputs
+
+
+def collect_files(paths: Sequence[str]) -> Iterator[Path]:
+    """Named files as given, image files under named folders (recursive, sorted)."""
+    yield from collect_inputs(paths).files
+
+
+def _folder_key(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
+def _walk(folder: Path, inputs: Inputs, ancestors: tuple[tuple[int, int], ...],
+          seen: dict[tuple[int, int], Path]) -> None:
+    """Append ``folder``'s image entries to ``inputs``, recursing into sub-folders."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as err:
+        inputs.files.append(folder)
+        inputs.problems[folder] = f"cannot list the folder: {err.strerror or err}"
+        return
+    for entry in entries:
+        path = Path(entry.path)
+        if not _entry_is_dir(entry):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                inputs.files.append(path)  # also a broken link: read_image says so
+            continue
+        key = _folder_key(path)
+        if key in ancestors:
+            inputs.files.append(path)
+            inputs.problems[path] = (f"symbolic link loop: leads back to {seen[key]}, "
+                                     "which contains it; not followed")
+        elif key in seen:
+            inputs.notes.append(f"{path}: the folder {seen[key]} again (symbolic link); "
+                                "its images are read once, under the first path")
+        else:
+            seen[key] = path
+            _walk(path, inputs, (*ancestors, key), seen)
+
+
+def _entry_is_dir(entry: os.DirEntry) -> bool:
+    """True for a folder or a link to one (a broken link or a link loop is not)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -231,10 +307,10 @@ def _classify(args: argparse.Namespace) -> int:
     from edge.backends import BackendUnavailable, ProviderError  # noqa: PLC0415
     from edge.cascade import load  # noqa: PLC0415
 
-    files, problem = _classify_inputs(args)
+    inputs, problem = _classify_inputs(args)
     overlays: list[Path] | None = None
     if problem is None and args.overlay:
-        overlays, problem = _plan_overlays(Path(args.overlay), files)
+        overlays, problem = _plan_overlays(Path(args.overlay), inputs.files)
     if problem is not None:
         print(f"semedge: error: {problem}", file=sys.stderr)
         return 2
@@ -244,22 +320,39 @@ def _classify(args: argparse.Namespace) -> int:
         print(f"semedge: error: {err}", file=sys.stderr)
         return 2
     print(f"semedge: {cascade.target_reason}", file=sys.stderr)
-    return _run_classify(args, cascade, files, overlays)
+    for note in inputs.notes:
+        print(f"semedge: {note}", file=sys.stderr)
+    return _run_classify(args, cascade, inputs, overlays)
 
 
-def _classify_inputs(args: argparse.Namespace) -> tuple[list[Path], str | None]:
+def _classify_inputs(args: argparse.Namespace) -> tuple[Inputs, str | None]:
     """The files to classify, or the setup problem that stops the run before any work."""
     from edge.preprocess import pixel_limit  # noqa: PLC0415
 
     paths = [*args.paths, *([str(samples_dir())] if args.samples else [])]
     if not paths:
-        return [], "give image files or folders, or --samples"
+        return Inputs(), "give image files or folders, or --samples"
     try:
         pixel_limit()
     except ValueError as err:
-        return [], str(err)
-    files = list(collect_files(paths))
-    return files, None if files else "no image files found"
+        return Inputs(), str(err)
+    inputs = collect_inputs(paths)
+    return inputs, None if inputs.files else "no image files found"
+
+
+def _results(cascade: Cascade, inputs: Inputs
+             ) -> Iterator[tuple[ImageResult, np.ndarray | None]]:
+    """``(result, image)`` per entry of ``inputs.files``, in order: the readable ones
+    through the cascade, the others as error records of their known problem."""
+    from edge.results import error_result  # noqa: PLC0415
+
+    readable = cascade.iter_files(f for f in inputs.files if f not in inputs.problems)
+    for path in inputs.files:
+        if path in inputs.problems:
+            yield error_result(str(path), f"{path}: {inputs.problems[path]}",
+                               backend=cascade.backend), None
+        else:
+            yield next(readable)
 
 
 def _plan_overlays(out_dir: Path, files: list[Path]) -> tuple[list[Path], str | None]:
@@ -310,9 +403,10 @@ def _overlay_folder_problem(out_dir: Path) -> str | None:
     return None
 
 
-def _run_classify(args: argparse.Namespace, cascade: Cascade, files: list[Path],
+def _run_classify(args: argparse.Namespace, cascade: Cascade, inputs: Inputs,
                   overlays: list[Path] | None) -> int:
-    """Classify ``files``, print JSON lines or a table, write overlays; the exit status."""
+    """Classify ``inputs``, print JSON lines or a table, write overlays; the exit status."""
+    files = inputs.files
     progress = None
     if not args.no_progress and len(files) > 1 and sys.stderr.isatty():
         from rich.progress import Progress  # noqa: PLC0415
@@ -325,7 +419,7 @@ def _run_classify(args: argparse.Namespace, cascade: Cascade, files: list[Path],
     if progress:
         progress.start()
     try:
-        for k, (result, image) in enumerate(cascade.iter_files(files)):
+        for k, (result, image) in enumerate(_results(cascade, inputs)):
             if progress:
                 progress.advance(task)
             if not result.ok:

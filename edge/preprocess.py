@@ -7,9 +7,17 @@ and run without bounds checks.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import re
+import stat
+import sys
+import tempfile
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Union
@@ -29,6 +37,7 @@ __all__ = [
     "prepare_small",
     "downscale_large",
     "read_image",
+    "read_image_notes",
     "tile",
     "tile_grid",
     "untile",
@@ -449,8 +458,9 @@ def pixel_limit() -> int:
     return value
 
 
-def _header_size(path: Path) -> tuple[int, int] | None:
-    """Width and height from the file header (no pixel decoding), or None if unknown."""
+def _header_info(path: Path) -> tuple[int, int, int] | None:
+    """Width, height and page count from the file header (no pixel decoding), or None if
+    Pillow cannot identify the file."""
     try:
         from PIL import Image  # noqa: PLC0415
     except ImportError:  # Pillow is optional; OpenCV's own pixel limit still applies
@@ -460,9 +470,76 @@ def _header_size(path: Path) -> tuple[int, int] | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's complaints about odd metadata
             with Image.open(path) as im:
-                return im.size
+                return im.size[0], im.size[1], _page_count(im)
     except Exception:  # unidentified by Pillow: let OpenCV decide and report
         return None
+
+
+def _page_count(im: object) -> int:
+    """Pages (TIFF directories, APNG frames) Pillow sees; 1 when it cannot count them."""
+    try:
+        return max(1, int(getattr(im, "n_frames", 1)))
+    except Exception:  # a broken chain of pages: OpenCV reads what it can of page 1
+        return 1
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a regular file that can be read (None when it is one)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            return f"broken symbolic link (points to {os.readlink(path)}, which does not exist)"
+        return "no such file"
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symbolic link loop (the link never reaches a file)"
+        return f"cannot open: {err.strerror or err}"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder, not an image file"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (a device, pipe or socket)"
+    if st.st_size == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
+_STDERR_LOCK = threading.Lock()
+_DECODER_LINE = re.compile(r"^(libpng (warning|error)|\[\s*(ERROR|WARN|INFO)[:\]]|TIFF)")
+_OPENCV_PREFIX = re.compile(r"^\[\s*(ERROR|WARN|INFO)[^\]]*\]\s+(global\s+)?\S+\s+")
+
+
+@contextmanager
+def _decoder_messages() -> Iterator[list[str]]:
+    """Collect what the image decoders (libpng, libtiff, OpenCV's log) print on stderr.
+
+    They write bare lines that name no file. While the body runs, file descriptor 2 goes
+    to a temporary file (one decode at a time, under a lock); afterwards the decoder lines
+    are returned in the yielded list and anything else (another thread's output) is
+    written to stderr unchanged. Without a usable descriptor 2 nothing is captured.
+    """
+    lines: list[str] = []
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            yield lines
+            return
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", errors="replace")
+            other = [line for line in text.splitlines(keepends=True)
+                     if not _DECODER_LINE.match(line)]
+            lines.extend(_OPENCV_PREFIX.sub("", line).strip() for line in text.splitlines()
+                         if _DECODER_LINE.match(line))
+            if other:
+                os.write(2, "".join(other).encode("utf-8", errors="replace"))
 
 
 def read_image(path: PathLike, *, max_pixels: int | None = None) -> np.ndarray:
@@ -471,44 +548,83 @@ def read_image(path: PathLike, *, max_pixels: int | None = None) -> np.ndarray:
     PNG, TIFF (8/16-bit), BMP and JPEG through OpenCV (``IMREAD_UNCHANGED``). A colour
     file whose channels are equal becomes one channel; otherwise it is converted to
     luminance with a warning. The header is checked against ``max_pixels`` before any
-    pixel is decoded.
+    pixel is decoded. A multi-page file gives its first page, with a warning; what the
+    decoders print on stderr becomes a warning naming the file
+    (:func:`read_image_notes` returns these notes instead of warning).
 
     Raises
     ------
     ImageReadError
-        Missing, empty, corrupt or truncated file; unsupported pixel type; too large.
+        Missing, empty, corrupt or truncated file; a folder, broken symbolic link or
+        link loop; unsupported pixel type; too large.
     """
-    import cv2  # noqa: PLC0415
+    image, notes = read_image_notes(path, max_pixels=max_pixels)
+    for note in notes:
+        warnings.warn(f"{path}: {note}", UserWarning, stacklevel=2)
+    return image
 
+
+def read_image_notes(path: PathLike, *, max_pixels: int | None = None
+                     ) -> tuple[np.ndarray, list[str]]:
+    """Like :func:`read_image`, but return ``(image, notes)``: the caveats on the image
+    (colour converted, pages beyond the first, decoder warnings) as short texts."""
     path = Path(path)
     limit = pixel_limit() if max_pixels is None else max_pixels
-    if not path.is_file():
-        raise ImageReadError(path, "no such file")
-    if path.stat().st_size == 0:
-        raise ImageReadError(path, "empty file (0 bytes)")
-    header = _header_size(path)
-    if header is not None and header[0] * header[1] > limit:
-        raise ImageReadError(
-            path,
-            f"image is {header[0]}×{header[1]} = {header[0] * header[1]:,} pixels, over the "
-            f"limit of {limit:,} (set SEMEDGE_MAX_PIXELS to raise it)",
-        )
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    problem = _file_problem(path)
+    if problem is not None:
+        raise ImageReadError(path, problem)
+    notes: list[str] = []
+    header = _header_info(path)
+    if header is not None:
+        _check_header(path, header, limit, notes)
+    image, decoder = _decode(path)
     if image is None or image.size == 0:
-        raise ImageReadError(path, "cannot decode: not an image, or corrupt or truncated")
+        why = f" ({decoder[0]})" if decoder else ""
+        raise ImageReadError(path, f"cannot decode: not an image, or corrupt or truncated{why}")
+    notes += [f"decoder: {line}" for line in decoder]
     if image.dtype not in _SUPPORTED_DTYPES:
         raise ImageReadError(
             path, f"unsupported pixel type {image.dtype}: semedge reads 8- and 16-bit images"
         )
     if image.ndim == 3:
-        image = _to_single_channel(image, path)
+        image = _to_single_channel(image, path, notes)
     if image.ndim != 2:
         raise ImageReadError(path, f"unsupported image layout, shape {image.shape}")
-    return image
+    return image, notes
 
 
-def _to_single_channel(image: np.ndarray, path: Path) -> np.ndarray:
+def _check_header(path: Path, header: tuple[int, int, int], limit: int,
+                  notes: list[str]) -> None:
+    """Refuse a header over the pixel limit; note pages beyond the first."""
+    width, height, pages = header
+    if width * height > limit:
+        raise ImageReadError(
+            path,
+            f"image is {width}×{height} = {width * height:,} pixels, over the "
+            f"limit of {limit:,} (set SEMEDGE_MAX_PIXELS to raise it)",
+        )
+    if pages > 1:
+        notes.append(f"multi-page file: {pages} pages, only page 1 is classified")
+
+
+def _decode(path: Path) -> tuple[np.ndarray | None, list[str]]:
+    """OpenCV's decode of the file's bytes and what the decoders printed meanwhile."""
+    import cv2  # noqa: PLC0415
+
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise ImageReadError(path, f"cannot read: {err.strerror or err}") from None
+    with _decoder_messages() as printed:
+        try:
+            image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        except cv2.error as err:  # some decoders raise instead of returning None
+            printed.append(str(err).strip().splitlines()[-1] if str(err).strip() else "cv2.error")
+            image = None
+    return image, printed
+
+
+def _to_single_channel(image: np.ndarray, path: Path, notes: list[str]) -> np.ndarray:
     import cv2  # noqa: PLC0415
 
     channels = image.shape[2]
@@ -519,9 +635,5 @@ def _to_single_channel(image: np.ndarray, path: Path) -> np.ndarray:
     bgr = image[:, :, :3]
     if np.array_equal(bgr[:, :, 0], bgr[:, :, 1]) and np.array_equal(bgr[:, :, 0], bgr[:, :, 2]):
         return np.ascontiguousarray(bgr[:, :, 0])
-    warnings.warn(
-        f"{path}: colour image converted to luminance (SEM images are grayscale)",
-        UserWarning,
-        stacklevel=3,
-    )
+    notes.append("colour image converted to luminance (SEM images are grayscale)")
     return cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2GRAY)

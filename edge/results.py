@@ -86,7 +86,9 @@ class ImageResult:
     error : str or None
         Why the file could not be classified; the other fields are then empty.
     warning : str or None
-        Why the label is not the models' answer (an image without structure).
+        Caveats on the answer, ``; ``-separated: why the label is not the models' answer
+        (an image without structure), or how the file was read (only page 1 of a
+        multi-page file, colour converted to luminance, a decoder's warning).
     """
 
     path: str | None
