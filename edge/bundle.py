@@ -304,11 +304,23 @@ def _parse_files(root: Path, mf: Path, files: dict) -> dict[str, dict[str, Stage
                                       f"{FORMATS[fmt]!r}")
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                 raise BundleError(mf, f"{where}.sha256 is not a hex sha256: {digest!r}")
-            file_path = root / rel
-            if Path(rel).is_absolute() or not file_path.resolve().is_relative_to(resolved_root):
-                raise BundleError(file_path, f"{where}.path must stay inside the bundle folder")
+            file_path = _stage_path(root, resolved_root, rel, where, mf)
             out[stage][fmt] = StageFile(stage=stage, format=fmt, path=file_path, sha256=digest)
     return out
+
+
+def _stage_path(root: Path, resolved_root: Path, rel: str, where: str, mf: Path) -> Path:
+    """``root / rel`` for a manifest ``path`` value; it must name a file inside the bundle."""
+    if not rel or "\0" in rel:
+        raise BundleError(mf, f"schema: {where}.path must be a file name, got {rel!r}")
+    file_path = root / rel
+    try:
+        inside = not Path(rel).is_absolute() and file_path.resolve().is_relative_to(resolved_root)
+    except (OSError, ValueError) as err:  # a name too long, a link loop
+        raise BundleError(file_path, f"{where}.path cannot be used: {err}") from None
+    if not inside:
+        raise BundleError(file_path, f"{where}.path must stay inside the bundle folder")
+    return file_path
 
 
 def _not_a_file(path: Path) -> str | None:
@@ -321,6 +333,13 @@ def _not_a_file(path: Path) -> str | None:
 
 
 def _check_file(entry: StageFile, verify_hash: bool) -> None:
+    try:
+        _check_file_unguarded(entry, verify_hash)
+    except OSError as err:  # a name too long, unreadable, a link loop
+        raise BundleError(entry.path, f"cannot read: {err.strerror or err}") from None
+
+
+def _check_file_unguarded(entry: StageFile, verify_hash: bool) -> None:
     if not entry.path.is_file():
         what = f"listed in the manifest as the {entry.stage} {entry.format} model"
         raise BundleError(entry.path, f"{_not_a_file(entry.path) or 'missing'}: {what}")

@@ -505,7 +505,11 @@ def _file_problem(path: Path) -> str | None:
 
 
 _STDERR_LOCK = threading.Lock()
-_DECODER_LINE = re.compile(r"^(libpng (warning|error)|\[\s*(ERROR|WARN|INFO)[:\]]|TIFF)")
+_DECODER_LINE = re.compile(
+    r"^(libpng (warning|error)|\[\s*(ERROR|WARN|INFO)[:\]]|TIFF|Corrupt JPEG|Premature end "
+    r"of JPEG|Invalid SOS|Inconsistent progression|Warning: unknown JFIF|JPEG)")
+"""Lines the decoders print: libpng, libtiff, libjpeg (its warnings have no prefix; the
+common ones) and OpenCV's log."""
 _OPENCV_PREFIX = re.compile(r"^\[\s*(ERROR|WARN|INFO)[^\]]*\]\s+(global\s+)?\S+\s+")
 
 

@@ -232,3 +232,24 @@ def test_temperature_range_message_matches_what_is_refused(fresh_bundle, value):
         load_bundle(fresh_bundle)
     assert "stage2.temperature must be a finite number > 0.0" in info.value.reason
     assert "inf]" not in info.value.reason
+
+
+@pytest.mark.parametrize("name", ["x" * 300, "a\0b", ""])
+def test_model_path_the_os_cannot_use_is_a_bundle_error(fresh_bundle, name):
+    m = read_manifest(fresh_bundle)
+    m["files"]["stage2"]["onnx"]["path"] = name
+    write_manifest(fresh_bundle, m)
+    with pytest.raises(BundleError, match=r"files\.stage2\.onnx\.path|cannot read"):
+        load_bundle(fresh_bundle)
+
+
+def test_libjpeg_warning_becomes_a_note(tmp_path, capfd):
+    from edge.preprocess import read_image_notes
+
+    data = bytearray(cv2.imencode(".jpg", field_image(1, 1))[1].tobytes())
+    sos = data.index(b"\xff\xda")
+    path = tmp_path / "noisy.jpg"
+    path.write_bytes(bytes(data[:sos]) + b"\0" * 6 + bytes(data[sos:]))  # bytes before SOS
+    _, notes = read_image_notes(path)
+    assert any("Corrupt JPEG data: 6 extraneous bytes" in n for n in notes), notes
+    assert "Corrupt JPEG" not in capfd.readouterr().err
