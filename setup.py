@@ -2,7 +2,8 @@
 
 OpenMP is used when the compiler supports it (``SEMEDGE_OPENMP=0`` turns it off); the
 kernels fall back to one thread without it. ``targets/*.toml`` ship inside the wheel as
-``edge/targets/``.
+``edge/targets/``. ``SEMEDGE_SANITIZE=1`` builds the kernels with AddressSanitizer and
+UndefinedBehaviorSanitizer (GCC/Clang; for ``scripts/sanitize-check``, never for a wheel).
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def _compiler_supports_openmp() -> bool:
 OPENMP = _compiler_supports_openmp()
 omp_flags = ["-fopenmp"] if OPENMP else []
 macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+SANITIZE = os.environ.get("SEMEDGE_SANITIZE", "0") == "1"
+sanitize_flags = (["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                   "-fno-omit-frame-pointer", "-g"] if SANITIZE else [])
+opt_flags = ["-O1"] if SANITIZE else ["-O3"]  # -O1: exact sanitizer reports
 
 extensions = [
     Extension(
@@ -50,8 +55,8 @@ extensions = [
         [str(pyx.relative_to(ROOT))],
         include_dirs=[np.get_include(), "csrc"],
         define_macros=macros,
-        extra_compile_args=["-O3", *omp_flags],
-        extra_link_args=omp_flags,
+        extra_compile_args=[*opt_flags, *omp_flags, *sanitize_flags],
+        extra_link_args=[*omp_flags, *sanitize_flags],
     )
     for pyx in sorted((ROOT / "csrc").glob("*.pyx"))
 ]
