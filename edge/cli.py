@@ -509,7 +509,7 @@ def _print_table(results: list, counts: Counter, failed: int) -> None:
                ("label", "left"), ("score", "right"), ("flagged tiles", "right"),
                ("ms", "right"))
     for col, justify in columns:
-        table.add_column(col, justify=justify, no_wrap=col == "file")
+        table.add_column(col, justify=justify, overflow="fold" if col == "file" else "ellipsis")
     for r, truth in zip(results, truths):
         first = [escape(_short_path(r.path)), *([escape(truth or "")] if with_truth else [])]
         if not r.ok:
