@@ -32,6 +32,7 @@ import numpy as np
 
 from edge import metrics
 from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN
+from edge.files import IMAGE_SUFFIXES
 from edge.jsonsafe import json_safe
 from edge.visibility import read_visibility, recall_by_band
 
@@ -144,8 +145,6 @@ def scan_data(root: PathLike) -> EvalData:
         differs from a class name only by case or ``-``/space (``Normal``,
         ``malformed-via``): such a folder would silently count as out-of-taxonomy.
     """
-    from edge.cli import IMAGE_SUFFIXES  # noqa: PLC0415  (one list of image suffixes)
-
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder (expected a folder of class folders: "
