@@ -18,7 +18,7 @@ Every image is normalized **once**, with the same csrc kernel the edge runs
 
 Folder ``other_defect`` (a real defect outside the six classes) gets label
 :data:`OTHER_DEFECT` (-1) and folder ``defective`` (class not given) label -2
-(``training.ingest.DEFECTIVE``): both are defective for stage 1, no class for stage 2.
+(``training.labels.DEFECTIVE``): both are defective for stage 1, no class for stage 2.
 """
 
 from __future__ import annotations
@@ -32,6 +32,15 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
+
+from training.labels import (
+    IMAGE_SUFFIXES,
+    LABEL_NAMES,
+    LABELS,
+    OTHER_DEFECT,
+    OTHER_DEFECT_FOLDER,
+    DatasetError,
+)
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -49,16 +58,6 @@ __all__ = [
 ]
 
 PathLike = Union[str, os.PathLike]
-
-OTHER_DEFECT = -1
-"""Label of an out-of-taxonomy defect (folder ``other_defect``)."""
-OTHER_DEFECT_FOLDER = "other_defect"
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
-
-
-class DatasetError(ValueError):
-    """An ImageFolder that cannot be used for training (the message says why)."""
-
 
 @dataclass
 class Dataset:
@@ -85,8 +84,6 @@ class Dataset:
         return Dataset(self.x[index], self.y[index], [self.paths[i] for i in index])
 
     def counts(self) -> dict[str, int]:
-        from training.ingest import LABEL_NAMES  # noqa: PLC0415
-
         names = LABEL_NAMES
         values, counts = np.unique(self.y, return_counts=True)
         return {names[int(v)]: int(c) for v, c in zip(values, counts)}
@@ -102,8 +99,6 @@ def discover(root: PathLike) -> tuple[list[str], np.ndarray]:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder")
-    from training.ingest import LABELS  # noqa: PLC0415
-
     allowed = LABELS
     paths: list[str] = []
     labels: list[int] = []

@@ -37,7 +37,16 @@ from typing import Union
 
 import numpy as np
 
-from edge.classes import CLASSES, DEFECT_CLASSES
+from edge.classes import DEFECT_CLASSES
+from training.labels import (
+    DEFECTIVE,
+    DEFECTIVE_FOLDER,
+    IMAGE_SUFFIXES,
+    LABEL_NAMES,
+    LABELS,
+    OTHER_DEFECT_FOLDER,
+    DatasetError,
+)
 
 __all__ = [
     "DEFECTIVE",
@@ -56,16 +65,6 @@ __all__ = [
 
 PathLike = Union[str, os.PathLike]
 
-DEFECTIVE = -2
-"""Label of a defective image whose class is not given (folder ``defective``)."""
-DEFECTIVE_FOLDER = "defective"
-OTHER_DEFECT = -1
-OTHER_DEFECT_FOLDER = "other_defect"
-LABELS: dict[str, int] = ({c: i for i, c in enumerate(CLASSES)}
-                          | {OTHER_DEFECT_FOLDER: OTHER_DEFECT, DEFECTIVE_FOLDER: DEFECTIVE})
-"""Label name (folder name or CSV label) → integer label used in training."""
-LABEL_NAMES: dict[int, str] = {v: k for k, v in LABELS.items()}
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 SPLITS_FILE = "splits.json"
 
 
@@ -168,8 +167,6 @@ class IngestReport:
         return out
 
     def raise_if_errors(self) -> None:
-        from training.data import DatasetError  # noqa: PLC0415
-
         if self.errors:
             raise DatasetError("\n".join(self.lines()))
 
