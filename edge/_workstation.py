@@ -1,7 +1,9 @@
-"""The CLI's workstation subcommands, delegated lazily to ``synth`` and ``training``.
+"""The one way from ``edge`` into the workstation packages ``synth`` and ``training``.
 
-This is the only place where ``edge`` reaches the workstation packages, and only when
-one of these subcommands runs: ``import edge.cli`` imports neither them nor torch.
+The CLI's workstation subcommands are delegated here, and ``semedge bench`` renders its
+evaluation set here (:func:`render_labelled`). Both import the workstation package only
+when they run: ``import edge.cli`` or ``import edge.bench.runner`` imports neither it
+nor torch, and a board without them runs everything else.
 """
 
 from __future__ import annotations
@@ -11,8 +13,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["COMMANDS", "add_subparsers", "run"]
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["COMMANDS", "WorkstationUnavailable", "add_subparsers", "render_labelled", "run"]
 
 
 @dataclass(frozen=True)
@@ -69,3 +75,34 @@ def run(name: str, argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     result = runner(args)
     return int(result or 0)
+
+
+class WorkstationUnavailable(ImportError):
+    """A workstation package is not installed here; the message names the extra."""
+
+
+def render_labelled(labels: Sequence[str], *, recipe: str, per_class: int, seed: int,
+                    size: int) -> tuple[list[np.ndarray], list[str], dict[str, Any]]:
+    """Render ``per_class`` images of each label with ``synth`` (deterministic).
+
+    Returns the images, their labels (in the order rendered) and the source:
+    ``{"generator": "synth", "recipe": name, "recipe_hash": hash}``.
+
+    Raises
+    ------
+    WorkstationUnavailable
+        ``synth`` or one of its dependencies is not installed.
+    """
+    try:
+        synth = importlib.import_module("synth")
+    except ImportError as err:
+        raise WorkstationUnavailable(
+            f"the synth generator is not installed ({err}); install the workstation extra: "
+            "pip install 'semedge[train]'") from None
+    rec = synth.load_recipe(recipe)
+    images, names = [], []
+    for image, record in synth.generate(rec, per_class=per_class, seed=seed, size=size,
+                                        labels=labels):
+        images.append(image)
+        names.append(record.label)
+    return images, names, {"generator": "synth", "recipe": rec.name, "recipe_hash": rec.hash}

@@ -1,8 +1,9 @@
 """The bench's held-out evaluation set, rendered deterministically by ``synth``.
 
-``synth`` is a workstation package: it is imported here lazily, inside
-:func:`make_evalset`, never when ``edge`` is imported. Where it is not installed the
-bench still runs and its accuracy columns carry the reason (:class:`EvalSetUnavailable`).
+``synth`` is a workstation package: :func:`make_evalset` reaches it through
+:func:`edge._workstation.render_labelled`, only when it runs, never when ``edge`` is
+imported. Where it is not installed the bench still runs and its accuracy columns carry
+the reason (:class:`EvalSetUnavailable`).
 
 Every image is one tile of the bundle's input size, normalized exactly as
 ``Cascade.classify`` normalizes an ``S×S`` image (percentile clip with the bundle's
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edge import preprocess
+from edge import _workstation, preprocess
 from edge.classes import CLASSES
 
 __all__ = ["EVAL_PER_CLASS", "EVAL_SEED", "EvalSet", "EvalSetUnavailable", "make_evalset"]
@@ -91,26 +92,17 @@ def make_evalset(*, size: int, low: float = 1.0, high: float = 99.0,
     if per_class < 1:
         raise ValueError(f"per_class must be >= 1, got {per_class}")
     try:
-        import synth  # noqa: PLC0415  (workstation package, lazily)
-    except ImportError as err:
-        raise EvalSetUnavailable(
-            f"the synth generator is not installed ({err}); accuracy needs the workstation "
-            "extra: pip install 'semedge[train]'") from None
-    try:
-        rec = synth.load_recipe(recipe)
-        images, labels = [], []
-        for image, record in synth.generate(rec, per_class=per_class, seed=seed, size=size,
-                                            labels=CLASSES):
-            images.append(image)
-            labels.append(CLASSES.index(record.label))
+        images, names, source = _workstation.render_labelled(
+            CLASSES, recipe=recipe, per_class=per_class, seed=seed, size=size)
+    except _workstation.WorkstationUnavailable as err:
+        raise EvalSetUnavailable(f"no accuracy: {err}") from None
     except Exception as err:  # noqa: BLE001  (a generator in progress may fail any way)
         raise EvalSetUnavailable(f"synth could not render the evaluation set: "
                                  f"{type(err).__name__}: {err}") from None
     stack = np.stack(images)
     return EvalSet(
         batch=normalize_tiles(stack, low=low, high=high),
-        labels=np.asarray(labels, np.int64),
-        source={"generator": "synth", "recipe": rec.name, "recipe_hash": rec.hash,
-                "seed": seed, "per_class": per_class, "size": size,
+        labels=np.asarray([CLASSES.index(n) for n in names], np.int64),
+        source={**source, "seed": seed, "per_class": per_class, "size": size,
                 "bit_depth": int(stack.dtype.itemsize * 8)},
     )

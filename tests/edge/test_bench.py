@@ -175,6 +175,13 @@ def test_importing_edge_bench_does_not_import_synth():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_without_synth_the_evalset_says_which_extra_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "synth", None)  # import synth → ImportError
+    with pytest.raises(EvalSetUnavailable, match=r"synth generator is not installed.*"
+                                                 r"pip install 'semedge\[train\]'"):
+        evalset_mod.make_evalset(size=224, per_class=1)
+
+
 # ------------------------------------------------------------------ formats rows
 
 
