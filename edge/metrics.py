@@ -91,16 +91,20 @@ def precision_recall_f1(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     precision, recall, f1 : (K,) ndarray of float64
         ``nan`` where undefined: precision of a class never predicted, recall of a class
         never present, F1 where precision or recall is undefined. F1 is 0 when both are 0.
+
+    Notes
+    -----
+    F1 is computed from the counts, ``2 TP / (2 TP + FP + FN)`` (equal to
+    ``2 P R / (P + R)``, with one rounding).
     """
     cm = np.asarray(cm, np.float64)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
         raise ValueError(f"cm must be a square matrix, got shape {cm.shape}")
     tp = np.diag(cm)
-    precision = _ratio(tp, cm.sum(axis=0))
-    recall = _ratio(tp, cm.sum(axis=1))
-    with np.errstate(invalid="ignore"):
-        total = precision + recall
-        f1 = np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1), 0.0)
+    predicted, actual = cm.sum(axis=0), cm.sum(axis=1)
+    precision = _ratio(tp, predicted)
+    recall = _ratio(tp, actual)
+    f1 = _ratio(2 * tp, predicted + actual)
     f1 = np.where(np.isnan(precision) | np.isnan(recall), np.nan, f1)
     return precision, recall, f1
 

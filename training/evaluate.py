@@ -18,11 +18,12 @@ import time
 
 import numpy as np
 
+from edge import metrics
 from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN
 from edge.visibility import recall_by_band
 from training.calibration import expected_calibration_error, softmax
 
-__all__ = ["DEFECT_RATES", "cost_per_tile", "evaluate_outputs", "macro_f1", "confusion",
+__all__ = ["DEFECT_RATES", "cost_per_tile", "evaluate_outputs", "confusion",
            "predict_onnx", "time_onnx"]
 
 DEFECT_RATES = (0.02, 0.10, 0.50)
@@ -40,18 +41,13 @@ def confusion(true: np.ndarray, pred: np.ndarray, n_true: int, n_pred: int) -> n
     return m
 
 
-def macro_f1(true: np.ndarray, pred: np.ndarray, classes: int) -> float:
-    """Macro-averaged F1 over the classes present in ``true`` (unknown/other preds = wrong)."""
-    true, pred = np.asarray(true), np.asarray(pred)
-    f1s = []
-    for c in range(classes):
-        tp = int(((pred == c) & (true == c)).sum())
-        fp = int(((pred == c) & (true != c)).sum())
-        fn = int(((pred != c) & (true == c)).sum())
-        if tp + fn == 0:
-            continue
-        f1s.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(f1s)) if f1s else float("nan")
+def _macro_f1(counts: np.ndarray) -> float:
+    """``edge.metrics.macro_f1`` of a ``(K, M)`` count matrix, ``M >= K``: columns past
+    ``K`` (unknown) are wrong answers, never a class of their own."""
+    k, m = counts.shape
+    square = np.zeros((m, m), np.int64)
+    square[:k] = counts
+    return metrics.macro_f1(square)
 
 
 def _safe_div(a: float, b: float) -> float:
@@ -115,7 +111,7 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
     conf2 = confusion(true2, pred2[intax], len(DEFECT_CLASSES), len(DEFECT_CLASSES))
     res["stage2"] = {
         "tiles": int(intax.sum()),
-        "macro_f1": macro_f1(true2, pred2[intax], len(DEFECT_CLASSES)),
+        "macro_f1": _macro_f1(conf2),
         "accuracy": _safe_div(int((pred2[intax] == true2).sum()), int(intax.sum())),
         "ece_before": expected_calibration_error(softmax(outputs["stage2"][intax]), true2),
         "ece": expected_calibration_error(p2[intax], true2),
@@ -129,15 +125,15 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
     # the cascade: 0 normal, 1..6 defect classes, 7 unknown
     cascade = np.where(flagged, np.where(top2 < unknown_threshold, 7, pred2 + 1), 0)
     known = labels >= 0
+    conf_cascade = confusion(labels[known], cascade[known], len(CLASSES), len(CLASSES) + 1)
     correct = np.where(labels >= 0, cascade == labels, cascade == 7)
     res["cascade"] = {
         "accuracy": float(correct[known].mean()) if known.any() else float("nan"),
         "accuracy_normal": float(correct[normal].mean()) if n_norm else float("nan"),
         "accuracy_defect": float(correct[labels > 0].mean()) if (labels > 0).any()
         else float("nan"),
-        "macro_f1": macro_f1(labels[known], cascade[known], len(CLASSES)),
-        "confusion": confusion(labels[known], cascade[known], len(CLASSES),
-                               len(CLASSES) + 1).tolist(),
+        "macro_f1": _macro_f1(conf_cascade),
+        "confusion": conf_cascade.tolist(),
         "confusion_columns": [*CLASSES, UNKNOWN],
     }
     if (labels == -1).any():
@@ -148,17 +144,17 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
         pm = outputs["monolithic"]
         predm = pm.argmax(axis=1)
         flagged_m = predm != 0
+        conf_m = confusion(labels[known], predm[known], len(CLASSES), len(CLASSES))
         res["monolithic"] = {
             "accuracy": float((predm[known] == labels[known]).mean()) if known.any()
             else float("nan"),
             "accuracy_normal": float((predm[normal] == 0).mean()) if n_norm else float("nan"),
             "accuracy_defect": float((predm[labels > 0] == labels[labels > 0]).mean())
             if (labels > 0).any() else float("nan"),
-            "macro_f1": macro_f1(labels[known], predm[known], len(CLASSES)),
+            "macro_f1": _macro_f1(conf_m),
             "recall": _safe_div(int((flagged_m & defective).sum()), n_def),
             "specificity": _safe_div(int((~flagged_m & normal).sum()), n_norm),
-            "confusion": confusion(labels[known], predm[known], len(CLASSES),
-                                   len(CLASSES)).tolist(),
+            "confusion": conf_m.tolist(),
         }
 
     if reference is not None:
