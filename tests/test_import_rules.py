@@ -148,7 +148,7 @@ def _cycle_from(start: str, graph: dict[str, dict[str, str]]) -> list[str] | Non
                     path = [node]
                     while path[-1] != start:
                         path.append(parent[path[-1]])
-                    return [start, *reversed(path[:-1]), start] if node != start else [start]
+                    return [start, *reversed(path[:-1]), start]
                 if nxt not in parent:
                     parent[nxt] = node
                     following.append(nxt)
