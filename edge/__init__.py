@@ -6,7 +6,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 # Before anything can import onnxruntime: with telemetry on, merely importing it writes
 # ~/.cache/Microsoft/DeveloperTools/.onnxruntime/ and, seconds later, sends DNS queries
@@ -16,15 +17,22 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN  # noqa: E402
 
+if TYPE_CHECKING:
+    from edge.bundle import Bundle, PathLike
+    from edge.cascade import Cascade
+    from edge.profiles import Profile
+
 __version__ = "0.1.0"
 __all__ = ["CLASSES", "DEFECT_CLASSES", "UNKNOWN", "__version__", "load"]
 
 
-def load(bundle: Any = None, *, target: str = "auto", **options: Any) -> Any:
+def load(bundle: Bundle | PathLike | None = None, *, target: str | Profile = "auto",
+         providers: Sequence[str] | None = None) -> Cascade:
     """Load a model bundle (``None``: the shipped default) as a ready-to-run cascade.
 
-    ``options`` go to :func:`edge.cascade.load` (e.g. ``providers=[...]``).
+    Same parameters as :func:`edge.cascade.load` (``providers=[...]``: execution providers
+    instead of the target profile's).
     """
     from edge.cascade import load as _load  # noqa: PLC0415  (keeps `import edge` light)
 
-    return _load(bundle, target=target, **options)
+    return _load(bundle, target=target, providers=providers)

@@ -31,7 +31,7 @@ __all__ = [
     "sha256_file",
 ]
 
-PathLike = Union[str, os.PathLike]
+PathLike = Union[str, "os.PathLike[str]"]
 
 FORMAT_VERSION = 1
 """The manifest ``format_version`` this runtime reads."""
@@ -208,7 +208,7 @@ def _get(obj: Any, key: str, kind: type | tuple[type, ...], where: str, mf: Path
     return value
 
 
-def _number(obj: dict, key: str, where: str, mf: Path, lo: float, hi: float,
+def _number(obj: dict[str, Any], key: str, where: str, mf: Path, lo: float, hi: float,
             *, open_low: bool = False) -> float:
     value = float(_get(obj, key, (int, float), where, mf))
     ok = math.isfinite(value) and (lo < value if open_low else lo <= value) and value <= hi
@@ -278,7 +278,7 @@ def _parse(root: Path, mf: Path, manifest: Any) -> Bundle:
     )
 
 
-def _parse_files(root: Path, mf: Path, files: dict) -> dict[str, dict[str, StageFile]]:
+def _parse_files(root: Path, mf: Path, files: dict[str, Any]) -> dict[str, dict[str, StageFile]]:
     for stage in REQUIRED_STAGES:
         if stage not in files:
             raise BundleError(mf, f"schema: files.{stage} is required")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from typing import Union
+from typing import Union, cast
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from edge.results import ImageResult, blank_result, error_result, image_label, l
 
 __all__ = ["Cascade", "load"]
 
-PathLike = Union[str, os.PathLike]
+PathLike = Union[str, "os.PathLike[str]"]
 
 READ_ERRORS = (ValueError, TypeError, OSError, MemoryError)
 """Per-file failures that become error results (ImageReadError is a ValueError)."""
@@ -34,14 +34,16 @@ READ_ERRORS = (ValueError, TypeError, OSError, MemoryError)
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:
     x = np.clip(logits.astype(np.float64), -80.0, 80.0)
-    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
+    out: np.ndarray = (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
+    return out
 
 
 def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
     x = logits.astype(np.float64) / temperature
     x -= x.max(axis=1, keepdims=True)
     e = np.exp(x)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    out: np.ndarray = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    return out
 
 
 def _run_batched(session: Session, batch: np.ndarray, size: int) -> np.ndarray:
@@ -163,12 +165,14 @@ class Cascade:
             return preprocess.downscale_large(image, self.size)
         return image
 
-    def _blank(self, tiles: preprocess.Tiles, boxes: np.ndarray, shape: tuple[int, int],
+    def _blank(self, tiles: preprocess.Tiles, boxes: np.ndarray, shape: tuple[int, ...],
                path: str | None, tile_ms: float) -> ImageResult:
         """The answer for an image without structure: ``unknown`` with a warning."""
+        level = cast("tuple[int, int]", tiles.levels)[0]  # set: the image is blank
         warning = (f"no structure: percentiles {self.bundle.low:g} and {self.bundle.high:g} "
-                   f"are both {tiles.levels[0]} (a constant or blank image); not classified")
-        return blank_result(path, warning, boxes, image_shape=tuple(shape), grid=tiles.grid,
+                   f"are both {level} (a constant or blank image); not classified")
+        return blank_result(path, warning, boxes, image_shape=(shape[0], shape[1]),
+                            grid=tiles.grid,
                             timings_ms={"tile": tile_ms, "stage1": 0.0, "stage2": 0.0,
                                         "total": tile_ms},
                             backend=self.backend)
@@ -188,12 +192,15 @@ class Cascade:
         """Like :meth:`classify_files` but yield ``(result, image)`` (image None on error)."""
         it = iter(paths)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="semedge-read") as pool:
-            nxt = next(it, None)
-            pending: Future | None = None if nxt is None else pool.submit(_read, nxt)
-            while pending is not None:
-                path, current = nxt, pending
+
+            def submit() -> tuple[PathLike, Future[_Read]] | None:
                 nxt = next(it, None)
-                pending = None if nxt is None else pool.submit(_read, nxt)
+                return None if nxt is None else (nxt, pool.submit(_read, nxt))
+
+            pending = submit()
+            while pending is not None:
+                path, current = pending
+                pending = submit()
                 read = current.result()
                 yield self._finish(path, read), read[0]
 
@@ -202,7 +209,7 @@ class Cascade:
         if error is not None:
             return error_result(str(path), error, {"read": read_ms}, self.backend)
         try:
-            result = self.classify(image, path=str(path))
+            result = self.classify(cast(np.ndarray, image), path=str(path))  # read: not None
         except READ_ERRORS as err:
             return error_result(str(path), f"{path}: {err}", {"read": read_ms}, self.backend)
         timings = {"read": read_ms, **result.timings_ms}

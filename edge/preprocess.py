@@ -44,7 +44,7 @@ __all__ = [
     "validate_image",
 ]
 
-PathLike = Union[str, os.PathLike]
+PathLike = Union[str, "os.PathLike[str]"]
 Pad = Literal["reflect", "drop"]
 
 OPENMP: bool = _tiling.OPENMP

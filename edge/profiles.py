@@ -33,7 +33,7 @@ __all__ = [
     "profile_dirs",
 ]
 
-PathLike = Union[str, os.PathLike]
+PathLike = Union[str, "os.PathLike[str]"]
 
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 USB_DEVICES = Path("/sys/bus/usb/devices")
@@ -182,14 +182,14 @@ def load_profile(name_or_path: PathLike) -> Profile:
     raise ValueError(f"unknown target {text!r}; known targets: {known}")
 
 
-def _strings(raw: dict, key: str, path: Path) -> tuple[str, ...]:
+def _strings(raw: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:
     value = raw.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"{path}: {key} must be a list of strings, got {value!r}")
     return tuple(value)
 
 
-def _runtime(raw: dict, path: Path) -> Runtime:
+def _runtime(raw: dict[str, Any], path: Path) -> Runtime:
     backend = raw.get("backend")
     if not isinstance(backend, str):
         raise ValueError(f"{path}: backend must be a string, got {backend!r}")
@@ -206,7 +206,8 @@ def _runtime(raw: dict, path: Path) -> Runtime:
     return Runtime(backend, formats, providers, optional)
 
 
-def _positive(raw: dict, key: str, path: Path, default: int | None, *, zero_ok: bool = False):
+def _positive(raw: dict[str, Any], key: str, path: Path, default: int | None, *,
+              zero_ok: bool = False) -> int | None:
     value = raw.get(key, default)
     if value is None:
         return None
@@ -214,6 +215,13 @@ def _positive(raw: dict, key: str, path: Path, default: int | None, *, zero_ok: 
         raise ValueError(f"{path}: {key} must be an integer {'>= 0' if zero_ok else '> 0'}, "
                          f"got {value!r}")
     return value
+
+
+def _count(raw: dict[str, Any], key: str, path: Path, default: int, *,
+           zero_ok: bool = False) -> int:
+    """:func:`_positive` with a default, so never None."""
+    value = _positive(raw, key, path, default, zero_ok=zero_ok)
+    return default if value is None else value
 
 
 def _read(path: Path) -> Profile:
@@ -231,10 +239,10 @@ def _read(path: Path) -> Profile:
         description=raw.get("description", ""),
         runtime=_runtime(raw, path),
         fallback=_runtime(raw["fallback"], path) if "fallback" in raw else None,
-        threads=_positive(raw, "threads", path, 0, zero_ok=True),
+        threads=_count(raw, "threads", path, 0, zero_ok=True),
         tile=_positive(raw, "tile", path, None),
         stride=_positive(raw, "stride", path, None),
-        batch=_positive(raw, "batch", path, 16),
+        batch=_count(raw, "batch", path, 16),
         stage1_threshold=None if threshold is None else float(threshold),
         match=Match(
             device_tree=_strings(match, "device_tree", path),
@@ -310,7 +318,7 @@ def detect(profiles: Sequence[Profile] | None = None, *, model: str | None = Non
     for p in profiles:
         if p.match.generic:
             candidates.append((p, "no board matched; generic CPU profile"))
-    skipped = []
+    skipped: list[str] = []
     for profile, why in candidates:
         problem = profile.why_not_runnable()
         if problem is None:

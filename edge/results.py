@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN
 
@@ -94,10 +95,10 @@ class ImageResult:
     path: str | None
     label: str
     score: float
-    boxes: np.ndarray
-    stage1_scores: np.ndarray
-    flagged: np.ndarray
-    stage2_probs: np.ndarray
+    boxes: npt.NDArray[np.int64]
+    stage1_scores: npt.NDArray[np.float32]
+    flagged: npt.NDArray[np.bool_]
+    stage2_probs: npt.NDArray[np.float32]
     tile_labels: tuple[str, ...]
     timings_ms: dict[str, float]
     backend: str
@@ -105,7 +106,7 @@ class ImageResult:
     grid: tuple[int, int]
     decisive_tile: int | None = None
     error: str | None = None
-    tile_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    tile_scores: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, np.float32))
     warning: str | None = None
 
     @property
@@ -126,9 +127,10 @@ class ImageResult:
             probs = None
             if self.flagged[i]:
                 probs = {c: float(p) for c, p in zip(DEFECT_CLASSES, self.stage2_probs[i])}
+            x0, y0, x1, y1 = (int(v) for v in self.boxes[i])
             out.append(TileResult(
                 index=i,
-                box=tuple(int(v) for v in self.boxes[i]),
+                box=(x0, y0, x1, y1),
                 label=self.tile_labels[i],
                 score=float(self.tile_scores[i]),
                 stage1_score=float(self.stage1_scores[i]),

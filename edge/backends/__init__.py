@@ -105,7 +105,8 @@ def why_unavailable(name: str, **options: Any) -> str | None:
     if not found:
         return f"backend {name!r} is not implemented in this semedge version ({spec.module})"
     if options:
-        return importlib.import_module(spec.module).BACKEND.why_not(**options)
+        reason: str | None = importlib.import_module(spec.module).BACKEND.why_not(**options)
+        return reason
     return None
 
 
@@ -133,4 +134,5 @@ def create_backend(name: str, **options: Any) -> Backend:
     if reason is not None:
         raise BackendUnavailable(reason)
     module = importlib.import_module(backend_spec(name).module)
-    return module.BACKEND(**options)
+    backend: Backend = module.BACKEND(**options)
+    return backend

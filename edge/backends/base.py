@@ -65,13 +65,14 @@ class Backend(ABC):
         return None
 
 
-def check_io_shape(file: StageFile, input_shape: Sequence, output_shape: Sequence,
+def check_io_shape(file: StageFile, input_shape: Sequence[object],
+                   output_shape: Sequence[object],
                    *, size: int, outputs: int) -> None:
     """Raise ``BundleError`` naming ``file`` if its I/O shapes break the bundle contract.
 
     Symbolic (named or ``None``) dimensions are accepted where the contract has ``N``.
     """
-    def fixed(dims: Sequence) -> list:
+    def fixed(dims: Sequence[object]) -> list[object]:
         return [d if isinstance(d, (int, np.integer)) and d > 0 else "N" for d in dims]
 
     want_in, got_in = ["N", 1, size, size], fixed(input_shape)
