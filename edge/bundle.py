@@ -155,7 +155,7 @@ def load_bundle(path: PathLike | None = None, *, verify_hashes: bool = True) -> 
     ------
     BundleError
         Missing folder or manifest, invalid JSON or schema, a class list that is not
-        ``CLASSES.md`` order, a listed file that is missing, outside the bundle, or whose
+        ``docs/classes.md`` order, a listed file that is missing, outside the bundle, or whose
         sha256 differs. The message names the file and the reason.
     """
     if path is None:
@@ -235,7 +235,7 @@ def _parse(root: Path, mf: Path, manifest: Any) -> Bundle:
     name = _get(manifest, "name", str, "", mf)
     classes = _get(manifest, "classes", list, "", mf)
     if classes != list(CLASSES):
-        raise BundleError(mf, f"class list {classes} does not match CLASSES.md order "
+        raise BundleError(mf, f"class list {classes} does not match docs/classes.md order "
                               f"{list(CLASSES)}")
     inp = _get(manifest, "input", dict, "", mf)
     size = _get(inp, "size", int, "input", mf)

@@ -1,4 +1,4 @@
-"""The defect classes, in the order of ``CLASSES.md`` (index = model output index)."""
+"""The defect classes, in the order of ``docs/classes.md`` (index = model output index)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Three steps, each usable alone:
 
 1. :func:`scan_data` — a folder of class folders → :class:`EvalData` (labelled paths).
-   A folder named like a class of ``CLASSES.md`` holds that class; any other folder name
+   A folder named like a class of ``docs/classes.md`` holds that class; any other folder name
    holds defects *outside the taxonomy* (``other_defect``, ``particle``…).
 2. :func:`predict` — run a :class:`~edge.cascade.Cascade` over the paths with
    ``classify_files`` (streamed; an unreadable file becomes an error prediction, the run
@@ -84,7 +84,7 @@ class LabelledImage:
 
     @property
     def in_taxonomy(self) -> bool:
-        """True when ``truth`` is one of the seven classes of ``CLASSES.md``."""
+        """True when ``truth`` is one of the seven classes of ``docs/classes.md``."""
         return self.truth in CLASSES
 
 
@@ -115,7 +115,7 @@ class EvalData:
 
     @property
     def out_of_taxonomy(self) -> tuple[str, ...]:
-        """Folder names that are not classes of ``CLASSES.md``."""
+        """Folder names that are not classes of ``docs/classes.md``."""
         return tuple(f for f in self.folders if f not in CLASSES)
 
 
@@ -166,7 +166,7 @@ def scan_data(root: PathLike) -> EvalData:
         near = canonical.get(name.lower().replace("-", "_").replace(" ", "_"))
         if near is not None and near != name:
             raise ValueError(f"{entry}: folder {name!r} looks like class {near!r}; class "
-                             f"folders are spelled exactly as in CLASSES.md "
+                             f"folders are spelled exactly as in docs/classes.md "
                              f"({', '.join(CLASSES)}). Rename it, or it would count as a "
                              "defect outside the taxonomy")
         folders[name] = sorted(p for p in entry.rglob("*")
@@ -196,7 +196,7 @@ class Prediction:
     path : str
         The file, relative to the data root (POSIX separators).
     truth : str
-        Its folder: a class of ``CLASSES.md`` or an out-of-taxonomy folder name.
+        Its folder: a class of ``docs/classes.md`` or an out-of-taxonomy folder name.
     label : str
         ``normal``, a defect class or ``unknown``; ``""`` when ``error`` is set.
     score : float

@@ -1,4 +1,4 @@
-"""The six defects of CLASSES.md (plus out-of-taxonomy ones), drawn into a Scene.
+"""The six defects of docs/classes.md (plus out-of-taxonomy ones), drawn into a Scene.
 
 Each ``place_*`` function edits the scene in place and returns ``(mask, params)`` with the mask
 at output resolution (bool, size x size), or ``None`` when the pattern has no room for it.

@@ -30,7 +30,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``semedge train``."""
     parser.add_argument("--data", type=Path, default=None,
                         help="ImageFolder: DIR/<label>/*.png|tif|jpg with labels from "
-                             "CLASSES.md, other_defect and defective (any subset: "
+                             "docs/classes.md, other_defect and defective (any subset: "
                              "normal/defective trains stage 1 only, defect classes only "
                              "train stage 2 only)")
     parser.add_argument("--labels", type=Path, default=None, metavar="FILE.csv",

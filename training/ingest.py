@@ -5,7 +5,7 @@
 
 * an ImageFolder ``DIR/<label>/…`` (sub-folders of a label folder are read too), or a
   CSV ``path,label`` (``--labels FILE.csv``; paths relative to the CSV's folder);
-* labels: the seven of ``CLASSES.md``, ``other_defect`` (a real defect outside the
+* labels: the seven of ``docs/classes.md``, ``other_defect`` (a real defect outside the
   taxonomy) and ``defective`` (a defect whose class is not given); any subset;
 * 8/16-bit PNG/TIFF/JPEG/BMP of any size (one image → one tile, ``training.data``).
 
