@@ -38,7 +38,7 @@ def test_wrong_class_list_is_refused(fresh_bundle):
     m = read_manifest(fresh_bundle)
     m["classes"] = list(reversed(CLASSES))
     write_manifest(fresh_bundle, m)
-    with pytest.raises(BundleError, match=r"manifest\.json: class list .* CLASSES\.md order"):
+    with pytest.raises(BundleError, match=r"manifest\.json: class list .* docs/classes\.md order"):
         load_bundle(fresh_bundle)
 
 
