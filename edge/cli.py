@@ -401,6 +401,7 @@ def _short_path(path: str | None) -> str:
 
 
 def _print_table(results: list, counts: Counter, failed: int) -> None:
+    from rich import box  # noqa: PLC0415
     from rich.console import Console  # noqa: PLC0415
     from rich.markup import escape  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
@@ -410,14 +411,17 @@ def _print_table(results: list, counts: Counter, failed: int) -> None:
     known = sample_truths()
     truths = [known.get(os.path.abspath(str(r.path))) for r in results]
     with_truth = any(t is not None for t in truths)
-    table = Table()
+    table = Table(box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)  # fits 80 columns
     columns = (("file", "left"), *((("truth", "left"),) if with_truth else ()),
-               ("label", "left"), ("score", "right"), ("flagged tiles", "right"),
-               ("ms", "right"))
+               ("label", "left"), ("score", "right"), ("flagged", "right"), ("ms", "right"))
+    names = [_short_path(r.path) for r in results]
+    # whole file names up to 32 characters; longer paths fold across lines
+    name_width = min(32, max((len(n) for n in names), default=4))
     for col, justify in columns:
-        table.add_column(col, justify=justify, overflow="fold" if col == "file" else "ellipsis")
-    for r, truth in zip(results, truths):
-        first = [escape(_short_path(r.path)), *([escape(truth or "")] if with_truth else [])]
+        table.add_column(col, justify=justify, overflow="fold" if col == "file" else "ellipsis",
+                         min_width=name_width if col == "file" else None)
+    for r, name, truth in zip(results, names, truths):
+        first = [escape(name), *([escape(truth or "")] if with_truth else [])]
         if not r.ok:
             table.add_row(*first, f"[red]error[/red]: {escape(r.error or '')}", "", "", "")
             continue
