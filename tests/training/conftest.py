@@ -90,3 +90,28 @@ def tiny_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_eval_folder(tmp_path_factory) -> Path:
     return write_folder(tmp_path_factory.mktemp("tiny_eval") / "data", per_class=6, seed=1)
+
+
+# A training recipe small enough for tests: a few hundred samples per model.
+TINY_RECIPE = """
+seed = 3
+size = 224
+calibration_per_class = 8
+max_recall_drop = 1.0
+max_macro_f1_drop = 1.0
+timing_seconds = 0.05
+[split]
+val = 0.25
+[stage1]
+epochs = 2
+samples_per_epoch = 128
+batch_size = 32
+[stage2]
+epochs = 2
+samples_per_epoch = 128
+batch_size = 32
+[monolithic]
+epochs = 1
+samples_per_epoch = 64
+batch_size = 32
+"""

@@ -16,30 +16,15 @@ pytest.importorskip("onnxruntime")
 if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
     pytest.skip("torch.distributed with gloo is not available", allow_module_level=True)
 
+from conftest import TINY_RECIPE  # noqa: E402
+
 import edge  # noqa: E402
 from edge.bundle import load_bundle  # noqa: E402
 from edge.preprocess import read_image  # noqa: E402
 from training.distributed import local_batch  # noqa: E402
 
-RECIPE = """
-seed = 3
-size = 224
-calibration_per_class = 8
-max_recall_drop = 1.0
-max_macro_f1_drop = 1.0
-timing_seconds = 0.05
-train_monolithic = false
-[split]
-val = 0.25
-[stage1]
-epochs = 2
-samples_per_epoch = 128
-batch_size = 32
-[stage2]
-epochs = 2
-samples_per_epoch = 128
-batch_size = 32
-"""
+# the tiny recipe without the monolithic model (top-level keys come before the tables)
+RECIPE = "train_monolithic = false\n" + TINY_RECIPE.split("[monolithic]")[0]
 
 
 @pytest.fixture(scope="module")

@@ -16,34 +16,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
+from conftest import TINY_RECIPE  # noqa: E402
+
 from edge.bundle import load_bundle, sha256_file  # noqa: E402
 from edge.classes import CLASSES  # noqa: E402
 from training.cli import add_export_arguments, add_train_arguments, run_export, run_train  # noqa: E402
 from training.evaluate import predict_onnx  # noqa: E402
 from training.export.gate import ExportRefused  # noqa: E402
-
-TINY_RECIPE = """
-seed = 3
-size = 224
-calibration_per_class = 8
-max_recall_drop = 1.0
-max_macro_f1_drop = 1.0
-timing_seconds = 0.05
-[split]
-val = 0.25
-[stage1]
-epochs = 2
-samples_per_epoch = 128
-batch_size = 32
-[stage2]
-epochs = 2
-samples_per_epoch = 128
-batch_size = 32
-[monolithic]
-epochs = 1
-samples_per_epoch = 64
-batch_size = 32
-"""
 
 
 def _train(argv: list[str]) -> int:
