@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.visibility import BANDS, MARGINAL, VISIBLE, band_of
 from synth.sem import noise_sd
 
-__all__ = ["BANDS", "MARGINAL", "VISIBLE", "band_of", "rose_visibility"]
+__all__ = ["rose_visibility"]
 
 
 def rose_visibility(signal: np.ndarray, reference: np.ndarray, p: dict[str, Any],

@@ -8,6 +8,8 @@ on such tiles, so the target is at most 5 % of their tiles flagged, in every fam
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -20,11 +22,17 @@ FIELDS_PER_FAMILY = 3
 MAX_FLAG_SHARE = 0.05
 
 
-def _clean_field(family: str, index: int) -> np.ndarray:
+def _render(family: str, index: int) -> np.ndarray:
     recipe = synth.load_recipe("default").replace({"fields.defects": [0, 0]})
     image, label_map, record = render_field(recipe, index, SEED, size=2048, family=family)
     assert record["family"] == family and not record["defects"] and not label_map.any()
     return image
+
+
+@functools.cache
+def _clean_field(family: str, index: int) -> np.ndarray:
+    """One clean field, rendered once for the module's tests."""
+    return _render(family, index)
 
 
 def flag_share(cascade, family: str) -> float:
@@ -40,7 +48,7 @@ def shipped():
 
 
 def test_clean_fields_are_clean_and_of_the_asked_family():
-    a, b = _clean_field("vias", 0), _clean_field("vias", 0)
+    a, b = _render("vias", 0), _render("vias", 0)
     assert np.array_equal(a, b) and a.shape == (2048, 2048)
     with pytest.raises(ValueError, match="unknown field family"):
         render_field(synth.load_recipe("default"), 0, SEED, family="bumps")
