@@ -134,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--layout", choices=("stage1", "wide"), default="stage1")
     p.add_argument("--self-reference", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--crop", type=int, default=0, help="train on crops of this many px")
+    p.add_argument("--crop-share", type=float, default=0.85,
+                   help="the share of the steps (from the start) trained on crops")
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -142,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     model_recipe = dataclasses.replace(recipe.stage1, augment=augment,
                                        epochs=max(1, a.samples // recipe.stage1.samples_per_epoch))
     config = _fit_config(model_recipe, a.seed + 1000, recipe)
+    if a.crop:
+        config = dataclasses.replace(config, crop=a.crop, crop_share=a.crop_share)
     if a.self_reference:  # the second channel is computed once, before any augmentation
         config = dataclasses.replace(config, augment=config.augment.with_overrides(
             {**NO_AUGMENT, "renormalize": False}))

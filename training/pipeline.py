@@ -29,7 +29,7 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +85,7 @@ def _fit_config(m: ModelRecipe, seed: int, recipe: TrainRecipe):
     return FitConfig(epochs=m.epochs, samples_per_epoch=m.samples_per_epoch,
                      batch_size=m.batch_size, lr=m.lr, weight_decay=m.weight_decay,
                      label_smoothing=m.label_smoothing, dense_weight=m.dense_weight,
-                     seed=seed,
+                     crop=m.crop, crop_share=m.crop_share, seed=seed,
                      augment=recipe.augment.with_overrides(m.augment))
 
 
@@ -175,14 +175,15 @@ def _run_fits(jobs: dict, *, concurrent: bool, threads: int) -> dict:
 
 
 def _dense_targets(model, paths: list[str], labels: np.ndarray, masks: dict[str, dict],
-                   size: int) -> np.ndarray | None:
-    """Cell maps for a model's training-only dense head (``training.cell_masks``);
-    ``None`` when the model has no dense head or no training image has a known mask."""
+                   size: int, *, crop: bool = False) -> np.ndarray | None:
+    """Cell maps over ``model``'s last feature grid (``training.cell_masks``), for its
+    training-only dense head or for ``crop`` training; ``None`` when it needs none or no
+    training image has a known mask."""
     import torch  # noqa: PLC0415
 
     from training.cell_masks import UNKNOWN, cell_targets  # noqa: PLC0415
 
-    if getattr(model, "dense", None) is None or not masks:
+    if (getattr(model, "dense", None) is None and not crop) or not masks:
         return None
     # (the probe runs in training mode, as the shipped bundle was built: it counts one
     # BatchNorm batch, whose running statistics thousands of training steps overwrite)
@@ -192,6 +193,22 @@ def _dense_targets(model, paths: list[str], labels: np.ndarray, masks: dict[str,
     if not (cells[labels != 0] != UNKNOWN).any():
         return None
     return cells
+
+
+def _crop_or_whole_tiles(cfg, cells: np.ndarray | None, name: str, console):
+    """``cfg`` as it is, or without crop training when some defect tile's place is not
+    known (a real image labelled as a whole): a window could cut its defect off."""
+    from training.cell_masks import UNKNOWN  # noqa: PLC0415
+
+    if not (cfg.crop and cfg.crop_share > 0):
+        return cfg
+    unknown = 0 if cells is None else int((cells == UNKNOWN).any(axis=(1, 2)).sum())
+    if cells is not None and unknown == 0:
+        return cfg
+    why = f"{unknown} defect tiles have no mask" if cells is not None else "no masks"
+    console.log(f"{name}: whole tiles instead of {cfg.crop}-px crops ({why}: "
+                "a window could cut a defect off)")
+    return replace(cfg, crop=0, crop_share=0.0)
 
 
 def choose_stage1_threshold(scores: np.ndarray, defective: np.ndarray,
@@ -531,7 +548,8 @@ def _train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
             x_train = train.x if len(idx) == len(train) else train.x[idx]
             aux = _aux_targets(train.y[idx]) if model_name == "stage1" else None
             dense = _dense_targets(model, [train.paths[k] for k in idx], train.y[idx],
-                                   masks, r.size)
+                                   masks, r.size, crop=cfg.crop > 0 and cfg.crop_share > 0)
+            cfg = _crop_or_whole_tiles(cfg, dense, model_name, console)
             models[model_name] = model
             jobs[model_name] = functools.partial(
                 fit, model, x_train, targets[idx], w, binary=binary, config=cfg,
@@ -654,7 +672,8 @@ def _train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                                "ece_after": ece_after, "unknown_threshold": unknown,
                                "unknown_coverage": r.unknown_coverage},
         "training": {k: {"images_per_second": f.images_per_second, "seconds": f.seconds,
-                         "samples": f.samples, "history": f.history,
+                         "samples": f.samples, "crop_samples": f.crop_samples,
+                         "history": f.history,
                          "parameters": count_parameters(models[k])}
                      for k, f in fits.items()},
         "timings_seconds": timings,

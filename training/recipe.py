@@ -54,6 +54,8 @@ class ModelRecipe:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.05
     dense_weight: float = 1.0  # the dense cell head's loss weight (models with one; 0: off)
+    crop: int = 0  # train the first crop_share of the steps on crop-px windows (0: off)
+    crop_share: float = 0.0
     augment: dict = field(default_factory=dict)  # this model's overrides of [augment]
 
 

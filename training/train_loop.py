@@ -12,7 +12,7 @@ import numpy as np
 from training.augment import AugmentConfig
 from training.distributed import join_group, local_batch, rank_seed
 
-__all__ = ["FitConfig", "FitResult", "balanced_weights", "fit", "predict_logits",
+__all__ = ["FitConfig", "FitResult", "balanced_weights", "crop_batch", "fit", "predict_logits",
            "set_determinism"]
 
 
@@ -30,6 +30,8 @@ class FitConfig:
     dense_weight: float = 1.0  # weight of the dense head's per-cell BCE (models with one)
     seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    crop: int = 0  # train on crops of this many px (0: whole tiles); needs dense targets
+    crop_share: float = 0.0  # the share of the steps, from the start, trained on crops
 
 
 @dataclass
@@ -40,6 +42,7 @@ class FitResult:
     images_per_second: float
     seconds: float
     samples: int
+    crop_samples: int = 0  # of ``samples``, those trained as windows (crop training)
 
 
 def set_determinism(seed: int, threads: int = 2) -> None:
@@ -85,9 +88,11 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
     label smoothing). ``weights``: per-sample sampling weights (``balanced_weights``).
     ``aux_targets``: class indices for the model's aux head (-100: no class), if it has
     one; its cross-entropy is added with weight ``config.aux_weight``.
-    ``dense_targets``: ``uint8 [N, g, g]`` cell maps for the model's dense head
-    (``training.cell_masks``: 0/1, 255 = unknown), if it has one; the BCE over the known
-    cells is added with weight ``config.dense_weight``.
+    ``dense_targets``: ``uint8 [N, g, g]`` cell maps over the model's last feature grid
+    (``training.cell_masks``: 0/1, 255 = unknown); with a dense head the BCE over the
+    known cells is added with weight ``config.dense_weight``, and with ``config.crop``
+    the first ``crop_share`` of the steps train on ``crop``-px windows that keep each
+    defect (:func:`crop_batch`): ~3× the samples per second at 128 of 224 px.
     ``device``: where the model and augmentation run ("cpu", or "cuda" where available;
     the model is moved back to the CPU at the end).
 
@@ -131,8 +136,9 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
                if use_aux else None)
     use_dense = (dense_targets is not None and config.dense_weight > 0
                  and getattr(model, "dense", None) is not None)
+    crop_steps = _crop_steps(config, total_steps, dense_targets is not None, description)
     dense_all = (torch.from_numpy(np.ascontiguousarray(dense_targets)).unsqueeze(1)
-                 if use_dense else None)
+                 if use_dense or crop_steps else None)
     net = _data_parallel(model, use_aux, use_dense, device) if world > 1 else None
     task = progress.add_task(description, total=total_steps) if progress is not None else None
     history: list[dict[str, float]] = []
@@ -146,7 +152,9 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
             if world > 1:
                 idx = local_batch(idx, rank, world)
             xb = torch.from_numpy(x[idx.numpy()]).to(device, non_blocking=True)
-            mb = dense_all[idx].to(device) if use_dense else None
+            mb = dense_all[idx].to(device) if dense_all is not None else None
+            if epoch * steps + step < crop_steps:
+                xb, mb = crop_batch(xb, mb, config.crop, aug_gen)
             xb, mb = augment_batch_with_masks(xb, aug_gen, config.augment, mb)
             xb = xb.contiguous(memory_format=torch.channels_last)
             idx_dev = idx.to(device)
@@ -187,7 +195,52 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
     model.to("cpu")
     model.to(memory_format=torch.contiguous_format)
     samples = total_steps * config.batch_size
-    return FitResult(history, samples / seconds if seconds > 0 else 0.0, seconds, samples)
+    return FitResult(history, samples / seconds if seconds > 0 else 0.0, seconds, samples,
+                     crop_steps * config.batch_size)
+
+
+def _crop_steps(config: FitConfig, total_steps: int, has_cells: bool, description: str
+                ) -> int:
+    """How many of the first steps train on crops (0 when cropping is off)."""
+    if not config.crop or config.crop_share <= 0:
+        return 0
+    if not has_cells:
+        raise ValueError(f"{description}: crop training needs cell maps of where each "
+                         "defect is (dense_targets), and none were given")
+    return int(round(min(1.0, config.crop_share) * total_steps))
+
+
+def crop_batch(x, cells, crop: int, gen):
+    """A ``crop``-px window of each tile and of its cell map, on the cell grid.
+
+    A tile with a defect cell gets a window holding at least one of them (so its label
+    stays true), a tile without one any window. Unknown cells are refused: a window could
+    cut their defect off (``semedge train`` trains such data on whole tiles)."""
+    import torch  # noqa: PLC0415
+
+    from training.cell_masks import UNKNOWN  # noqa: PLC0415
+
+    size, grid = x.shape[-1], cells.shape[-1]
+    cell = size // grid
+    if crop % cell or not cell <= crop <= size:
+        raise ValueError(f"crop {crop} px is not a multiple of the {cell}-px cell "
+                         f"within a {size}-px tile")
+    n = crop // cell
+    if bool((cells == UNKNOWN).any()):
+        raise ValueError("crop training needs every defect's cells; some are unknown")
+    positive = (cells == 1).float()
+    hits = torch.nn.functional.avg_pool2d(positive, n, stride=1)[:, 0] > 0  # [B, o, o]
+    has_defect = hits.flatten(1).any(1)
+    allowed = torch.where(has_defect[:, None, None], hits, torch.ones_like(hits))
+    score = torch.rand(allowed.shape, generator=gen, device=gen.device).to(x.device)
+    pick = torch.where(allowed, score, torch.full_like(score, -1.0)).flatten(1).argmax(1)
+    o = hits.shape[-1]
+    oy, ox = pick // o, pick % o
+    xs = torch.stack([x[i, :, y * cell:y * cell + crop, z * cell:z * cell + crop]
+                      for i, (y, z) in enumerate(zip(oy.tolist(), ox.tolist()))])
+    cs = torch.stack([cells[i, :, y:y + n, z:z + n]
+                      for i, (y, z) in enumerate(zip(oy.tolist(), ox.tolist()))])
+    return xs, cs
 
 
 def _data_parallel(model, use_aux: bool, use_dense: bool, device: str):

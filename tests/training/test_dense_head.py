@@ -150,3 +150,78 @@ def test_a_failing_stage1_thread_fails_the_run():
     with pytest.raises(RuntimeError, match="stage 1 broke"):
         _run_fits({"stage1": boom, "stage2": lambda: 2}, concurrent=True, threads=2)
     assert torch.get_num_threads() == 2
+
+
+
+def test_crops_keep_the_defect_and_its_cells():
+    from training.train_loop import crop_batch
+
+    # tile 0: an 8×8 defect in cell (6, 5) of a 7×7 grid of 32-px cells; tile 1: normal,
+    # each pixel holding its own position
+    x = torch.zeros(2, 1, 224, 224)
+    x[0, 0, 200:208, 170:178] = 1.0
+    x[1, 0] = torch.arange(224.0 * 224).reshape(224, 224)
+    cells = torch.zeros(2, 1, 7, 7, dtype=torch.uint8)
+    cells[0, 0, 6, 5] = 1
+    gen = torch.Generator().manual_seed(0)
+    defect_cells, normal_origins = set(), set()
+    for _ in range(80):
+        xs, cs = crop_batch(x, cells, 128, gen)
+        assert xs.shape == (2, 1, 128, 128) and cs.shape == (2, 1, 4, 4)
+        assert float(xs[0].sum()) == 64.0 and int((cs[0] == 1).sum()) == 1
+        defect_cells.add(tuple(torch.nonzero(cs[0, 0] == 1)[0].tolist()))
+        assert bool((cs[1] == 0).all())
+        normal_origins.add(divmod(int(xs[1, 0, 0, 0]), 224))
+    # the windows that hold the defect: rows 3..6, columns 2..5 or 3..6
+    assert defect_cells == {(3, 3), (3, 2)}
+    # a normal tile gets every window on the cell grid
+    assert normal_origins == {(32 * r, 32 * c) for r in range(4) for c in range(4)}
+    cells[0] = UNKNOWN  # a defect somewhere: a window could cut it off
+    with pytest.raises(ValueError, match="some are unknown"):
+        crop_batch(x, cells, 128, gen)
+
+
+def test_crop_must_be_whole_cells():
+    from training.train_loop import crop_batch
+
+    with pytest.raises(ValueError, match="multiple of the 32-px cell"):
+        crop_batch(torch.zeros(1, 1, 224, 224), torch.zeros(1, 1, 7, 7, dtype=torch.uint8),
+                   100, torch.Generator())
+
+
+def test_crop_training_runs_the_first_share_of_steps_on_windows():
+    from training.train_loop import FitConfig, fit
+
+    model = build_model("stage2")  # no dense head: the cell maps only place the windows
+    sizes: list[int] = []
+    model.features[0].register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[-1]))
+    x = torch.rand(16, 1, 64, 64, generator=torch.Generator().manual_seed(0)).numpy()
+    cells = np.zeros((16, 2, 2), np.uint8)
+    cells[:, 1, 0] = 1
+    config = FitConfig(epochs=2, samples_per_epoch=16, batch_size=8, seed=1, crop=32,
+                       crop_share=0.5)
+    fit(model, x, np.arange(16) % 6, np.ones(16), binary=False, config=config,
+        dense_targets=cells)
+    assert sizes == [32, 32, 64, 64]
+    with pytest.raises(ValueError, match="crop training needs cell maps"):
+        fit(build_model("stage2"), x, np.arange(16) % 6, np.ones(16), binary=False,
+            config=config)
+
+
+def test_data_without_masks_trains_on_whole_tiles():
+    from rich.console import Console
+
+    from training.pipeline import _crop_or_whole_tiles
+    from training.train_loop import FitConfig
+
+    config = FitConfig(crop=128, crop_share=0.85)
+    known = np.zeros((3, 7, 7), np.uint8)
+    known[1, 2, 2] = 1
+    console = Console(record=True, width=200)
+    assert _crop_or_whole_tiles(config, known, "stage2", console) is config
+    some_unknown = known.copy()
+    some_unknown[2] = UNKNOWN
+    for cells, why in ((some_unknown, "1 defect tiles have no mask"), (None, "no masks")):
+        whole = _crop_or_whole_tiles(config, cells, "stage2", console)
+        assert whole.crop == 0 and whole.crop_share == 0.0
+        assert why in console.export_text()
