@@ -29,8 +29,10 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +59,7 @@ TARGETS = {
 }
 """Acceptance targets; an eval set named ``shifted*`` is held to ``shifted``, any other to
 ``default``."""
-INT8_SIZE_BUDGET = 1_000_000  # bytes, stage1.int8 + stage2.int8
+INT8_SIZE_BUDGET = 1_500_000  # bytes, stage1.int8 + stage2.int8 (the cascade's size rule)
 
 
 @dataclass(frozen=True)
@@ -195,19 +197,29 @@ def _dense_targets(model, paths: list[str], labels: np.ndarray, masks: dict[str,
     return cells
 
 
-def _crop_or_whole_tiles(cfg, cells: np.ndarray | None, name: str, console):
-    """``cfg`` as it is, or without crop training when some defect tile's place is not
-    known (a real image labelled as a whole): a window could cut its defect off."""
+UNMASKED_SHARE_FOR_CROPS = 0.01
+"""Crop training needs to know where the defects are: up to this share of the defect
+tiles may lack it (they then train in the whole-tile steps only)."""
+
+
+def _crop_or_whole_tiles(cfg, cells: np.ndarray | None, labels: np.ndarray, name: str,
+                         console):
+    """``cfg`` as it is, or without crop training when more than
+    :data:`UNMASKED_SHARE_FOR_CROPS` of the defect tiles have no known place (real
+    images labelled as a whole; a defect drawn with an empty mask)."""
     from training.cell_masks import UNKNOWN  # noqa: PLC0415
 
     if not (cfg.crop and cfg.crop_share > 0):
         return cfg
-    unknown = 0 if cells is None else int((cells == UNKNOWN).any(axis=(1, 2)).sum())
-    if cells is not None and unknown == 0:
+    defects = int((np.asarray(labels) != 0).sum())
+    unknown = defects if cells is None else int((cells == UNKNOWN).any(axis=(1, 2)).sum())
+    if unknown <= UNMASKED_SHARE_FOR_CROPS * defects:
+        if unknown:
+            console.log(f"{name}: {unknown} defect tiles without a known place train in "
+                        "the whole-tile steps only")
         return cfg
-    why = f"{unknown} defect tiles have no mask" if cells is not None else "no masks"
-    console.log(f"{name}: whole tiles instead of {cfg.crop}-px crops ({why}: "
-                "a window could cut a defect off)")
+    console.log(f"{name}: whole tiles instead of {cfg.crop}-px crops ({unknown} of "
+                f"{defects} defect tiles have no mask: a window could cut a defect off)")
     return replace(cfg, crop=0, crop_share=0.0)
 
 
@@ -291,10 +303,12 @@ def init_checkpoints(bundle) -> dict[str, Path]:
     return out
 
 
-def _scan_or_raise(path, *, labels_csv=None, size: int, workers: int, console, what: str):
+def _scan_or_raise(path, *, labels_csv=None, size: int, workers: int, console, what: str,
+                   drop_duplicates: bool = False):
     from training.ingest import scan  # noqa: PLC0415
 
-    found = scan(path, labels_csv=labels_csv, size=size, workers=workers)
+    found = scan(path, labels_csv=labels_csv, size=size, workers=workers,
+                 drop_duplicates=drop_duplicates)
     if not found.ok:
         raise DatasetError(f"{what}:\n" + "\n".join(found.lines()))
     for line in found.lines():
@@ -320,23 +334,82 @@ def _portable_path(path: str | os.PathLike) -> str:
         return str(path)
 
 
+@dataclass(frozen=True)
+class _Request:
+    """What ``train_bundle`` was asked to do (its arguments, resolved)."""
+
+    data_dir: Path
+    out_dir: Path
+    recipe: TrainRecipe
+    eval_sets: tuple[EvalSet, ...]
+    checkpoint_dir: Path | None
+    name: str
+    command: str | None
+    recipe_path: str | None
+    pipeline_start: float | None
+    labels_csv: str | os.PathLike | None
+    init: str | os.PathLike | None
+    complete_from: str | os.PathLike | None
+    drop_duplicates: bool
+
+
+@dataclass
+class _Preflight:
+    """The checked inputs: the data's scan, what trains, what a source bundle supplies."""
+
+    found: Any  # training.ingest.Scan
+    trained: list[str]
+    missing: list[str]
+    source: Any  # edge.bundle.Bundle | None
+    init_ckpts: dict[str, Path]
+    eval_found: dict[str, Any]
+
+
+@dataclass
+class _Data:
+    """The normalized tiles of every split, and where the split was written."""
+
+    train: Dataset
+    val: Dataset
+    calib: Dataset
+    sets: dict[str, Dataset]
+    splits_path: Path | None
+
+
+@dataclass
+class _Calibration:
+    """Stage 1's threshold and stage 2's temperature and ``unknown`` threshold."""
+
+    stage1_info: dict
+    choice: ThresholdChoice | None
+    temperature: float
+    unknown: float
+    ece_before: float | None
+    ece_after: float | None
+
+    def thresholds(self) -> dict:
+        return {"threshold": float(self.stage1_info["threshold"]),
+                "temperature": self.temperature, "unknown_threshold": self.unknown}
+
+
 def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
-                 recipe: TrainRecipe | None = None, eval_sets: list[EvalSet] = (),
+                 recipe: TrainRecipe | None = None, eval_sets: Sequence[EvalSet] = (),
                  checkpoint_dir: str | os.PathLike | None = None, name: str = "custom",
                  command: str | None = None, recipe_path: str | None = None,
-                 console=None, quiet: bool = False,
+                 console: Any = None, quiet: bool = False,
                  pipeline_start: float | None = None,
                  labels_csv: str | os.PathLike | None = None,
                  init: str | os.PathLike | None = None,
                  complete_from: str | os.PathLike | None = None,
-                 device: str = "auto") -> TrainOutcome:
+                 device: str = "auto", drop_duplicates: bool = False) -> TrainOutcome:
     """Train, export, evaluate and write a bundle into ``out_dir``.
 
     ``labels_csv``: ``path,label`` rows instead of label folders. ``init``: a bundle whose
     checkpoints initialise the models trained here (fine-tuning) and which supplies a
     stage the data cannot train (``training.ingest.layout_of``); ``complete_from``: a
     bundle that only supplies such a stage. Every data problem is reported before any
-    training (:class:`training.data.DatasetError`, ``semedge train`` exit 2).
+    training (:class:`training.data.DatasetError`, ``semedge train`` exit 2);
+    ``drop_duplicates`` resolves the same image found twice instead (``training.ingest``).
 
     ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda`` for the training
     itself; thresholds, export and evaluation run on the CPU. Launched by ``torchrun``
@@ -349,14 +422,13 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     """
     from training.distributed import setup  # noqa: PLC0415
 
+    request = _Request(
+        Path(data_dir), Path(out_dir), recipe if recipe is not None else TrainRecipe(),
+        tuple(eval_sets), Path(checkpoint_dir) if checkpoint_dir else None, name, command,
+        recipe_path, pipeline_start, labels_csv, init, complete_from, drop_duplicates)
     dist = setup(device)  # before any work: a missing CUDA is an error here
     try:
-        outcome = _train_bundle(
-            data_dir, out_dir, recipe=recipe, eval_sets=eval_sets,
-            checkpoint_dir=checkpoint_dir, name=name, command=command,
-            recipe_path=recipe_path, console=console, quiet=quiet,
-            pipeline_start=pipeline_start, labels_csv=labels_csv, init=init,
-            complete_from=complete_from, dist=dist)
+        outcome = _train_bundle(request, dist, console, quiet)
     except BaseException:
         dist.abort()
         raise
@@ -364,20 +436,60 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     return outcome
 
 
-def _train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
-                  recipe: TrainRecipe | None = None, eval_sets: list[EvalSet] = (),
-                  checkpoint_dir: str | os.PathLike | None = None, name: str = "custom",
-                  command: str | None = None, recipe_path: str | None = None,
-                  console=None, quiet: bool = False,
-                  pipeline_start: float | None = None,
-                  labels_csv: str | os.PathLike | None = None,
-                  init: str | os.PathLike | None = None,
-                  complete_from: str | os.PathLike | None = None,
-                  dist: Distributed) -> TrainOutcome:
+def _train_bundle(q: _Request, dist: Distributed, console: Any, quiet: bool) -> TrainOutcome:
     """The body of :func:`train_bundle`, on the device and rank ``dist`` gives."""
-    import onnxruntime  # noqa: PLC0415
-    import torch  # noqa: PLC0415
     from rich.console import Console  # noqa: PLC0415
+
+    from training.train_loop import set_determinism  # noqa: PLC0415
+
+    started = time.perf_counter()
+    r = q.recipe
+    if not dist.is_main:  # one process reports: rank 0
+        console, quiet = Console(stderr=True, quiet=True), True
+    console = console or Console(stderr=True, quiet=quiet)
+    pre = _preflight(q, console)
+    if dist.is_main:  # rank 0 alone writes files; a stale manifest must not survive
+        q.out_dir.mkdir(parents=True, exist_ok=True)
+        (q.out_dir / "manifest.json").unlink(missing_ok=True)
+    ckpt_dir = q.checkpoint_dir or q.out_dir / "checkpoints"
+    set_determinism(r.seed, r.threads)
+    timings: dict[str, float] = {}
+    with _progress(console, quiet) as progress:
+        t0 = time.perf_counter()
+        data = _load_data(q, pre, dist, progress)
+        timings["data"] = time.perf_counter() - t0
+        console.log(f"train {data.train.counts()}  val {data.val.counts()}  "
+                    + "  ".join(f"{k} {len(v)}" for k, v in data.sets.items()))
+        models, fits = _train_models(q, pre, data.train, dist, progress, console)
+        if not dist.is_main:
+            return TrainOutcome(q.out_dir, {}, None)
+        for model_name, model in models.items():
+            timings[f"train_{model_name}"] = fits[model_name].seconds
+            save_checkpoint(model, model_name, ckpt_dir / f"{model_name}.pt", r)
+        t0 = time.perf_counter()
+        cal = _calibrate(q, pre, models, data.val, console)
+        timings["calibrate"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        files = _export(q, pre, models, data.calib)
+        timings["export"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        evaluation = _evaluate(q, pre, models, files, data.sets, cal)
+        timings["evaluate"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        costs = _costs(r, models, files)
+        timings["timing"] = time.perf_counter() - t0
+    report = _report(q, pre, data, models, fits, files, evaluation, costs, cal, timings)
+    _gate_and_write_report(q, report, evaluation, started, console)
+    provenance = _provenance(q, pre, dist, report["gate_set"], started)
+    manifest = _write_bundle_manifest(q, pre, models, files, evaluation, costs, cal,
+                                      provenance, ckpt_dir, data.splits_path)
+    console.log(f"bundle written to {q.out_dir} in {provenance['seconds']:.0f} s")
+    return TrainOutcome(q.out_dir, report, manifest, None,
+                        {k: ckpt_dir / f"{k}.pt" for k in models})
+
+
+def _progress(console: Any, quiet: bool) -> Any:
+    """The rich progress display of a training run (hidden when ``quiet``)."""
     from rich.progress import (  # noqa: PLC0415
         BarColumn,
         MofNCompleteColumn,
@@ -387,58 +499,30 @@ def _train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         TimeRemainingColumn,
     )
 
-    import edge  # noqa: PLC0415
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                    disable=quiet)
+
+
+def _preflight(q: _Request, console: Any) -> _Preflight:
+    """Every data and bundle problem, before any training (``DatasetError``)."""
     from edge.bundle import load_bundle  # noqa: PLC0415
-    from training.calibration import (  # noqa: PLC0415
-        expected_calibration_error,
-        fit_temperature,
-        select_unknown_threshold,
-        softmax,
-    )
-    from training.evaluate import (  # noqa: PLC0415
-        cascade_vs_monolithic,
-        evaluate_outputs,
-        predict_onnx,
-        sigmoid,
-        time_onnx,
-    )
-    from training.export.gate import DriftBudget, ExportRefused, check_drift  # noqa: PLC0415
-    from training.export.onnx import export_onnx  # noqa: PLC0415
-    from training.export.quantize import quantize_int8  # noqa: PLC0415
-    from training.ingest import (  # noqa: PLC0415
-        SPLITS_FILE,
-        check_leakage,
-        write_splits,
-    )
-    from training.models import build_model, count_macs, count_parameters  # noqa: PLC0415
-    from training.report import summary_lines, write_report  # noqa: PLC0415
-    from training.train_loop import (  # noqa: PLC0415
-        balanced_weights,
-        fit,
-        predict_logits,
-        set_determinism,
-    )
+    from training.ingest import check_leakage  # noqa: PLC0415
 
-    started = time.perf_counter()
-    recipe = recipe if recipe is not None else TrainRecipe()
-    if not dist.is_main:  # one process reports: rank 0
-        console, quiet = Console(stderr=True, quiet=True), True
-    console = console or Console(stderr=True, quiet=quiet)
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    r = recipe
-
-    # ---- 0. pre-flight: every problem before any training
-    found = _scan_or_raise(data_dir, labels_csv=labels_csv, size=r.size, workers=r.threads,
-                           console=console, what=f"semedge train: data {data_dir}")
+    r = q.recipe
+    found = _scan_or_raise(q.data_dir, labels_csv=q.labels_csv, size=r.size,
+                           workers=r.threads, console=console,
+                           what=f"semedge train: data {q.data_dir}",
+                           drop_duplicates=q.drop_duplicates)
     layout = found.layout
     trained = [m for m in layout.stages if m != "monolithic" or r.train_monolithic]
     missing = [m for m in ("stage1", "stage2") if m not in trained]
-    if init is not None and complete_from is not None:
+    if q.init is not None and q.complete_from is not None:
         raise DatasetError("give --init or --complete-from, not both")
-    source_path = init if init is not None else complete_from
+    source_path = q.init if q.init is not None else q.complete_from
     if missing and source_path is None:
         raise DatasetError(
-            f"{data_dir}: layout {layout.name} ({', '.join(found.counts())}) trains "
+            f"{q.data_dir}: layout {layout.name} ({', '.join(found.counts())}) trains "
             f"{', '.join(trained)} only, and a bundle needs stage1 and stage2: pass "
             "--init BUNDLE (fine-tune from it and take the rest from it) or "
             "--complete-from BUNDLE (take the rest from it)")
@@ -447,229 +531,270 @@ def _train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         raise DatasetError(f"{source.root}: its models take {source.input_size}-px tiles, "
                            f"this recipe {r.size}: the {', '.join(missing)} it would supply "
                            "cannot be reused")
-    init_ckpts: dict[str, Path] = {}
-    if init is not None:
-        init_ckpts = init_checkpoints(source)
-        lacking = [m for m in trained if m not in init_ckpts]
-        if lacking:
-            raise DatasetError(f"{source.root}: no checkpoint for {', '.join(lacking)} "
-                               "(--init needs BUNDLE/checkpoints/<model>.pt, listed in "
-                               "manifest.checkpoints)")
+    init_ckpts = _init_checkpoints_for(source, trained) if q.init is not None else {}
     eval_found = {es.name: _scan_or_raise(es.path, size=r.size, workers=r.threads,
                                           console=console,
-                                          what=f"semedge train: --eval {es.name}")
-                  for es in eval_sets}
+                                          what=f"semedge train: --eval {es.name}",
+                                          drop_duplicates=q.drop_duplicates)
+                  for es in q.eval_sets}
     for es_name, ef in eval_found.items():
         check_leakage(found.sha256, ef.sha256, what=f"--eval {es_name} ({ef.root})")
+    return _Preflight(found, trained, missing, source, init_ckpts, eval_found)
 
-    if dist.is_main:  # rank 0 alone writes files
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in ("manifest.json",):
-            (out_dir / stale).unlink(missing_ok=True)
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else out_dir / "checkpoints"
-    set_determinism(recipe.seed, recipe.threads)
-    load_kw = {"size": r.size, "low": r.low, "high": r.high, "workers": r.threads}
-    timings: dict[str, float] = {}
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                        disable=quiet)
-    with progress:
-        # ---- 1. data
-        t0 = time.perf_counter()
-        paths, labels = found.paths, found.label_array()
-        if eval_sets:
-            val_idx, train_idx = stratified_split(labels, [r.val_fraction, 1.0],
-                                                  seed=r.seed)
-            test_idx = np.zeros(0, dtype=np.int64)
-        else:
-            test_idx, val_idx, train_idx = stratified_split(
-                labels, [r.test_fraction, r.val_fraction, 1.0], seed=r.seed)
-        split_of = np.full(len(paths), "train", dtype=object)
-        split_of[val_idx] = "val"
-        split_of[test_idx] = "test"
-        calib_local = balanced_subset(labels[train_idx], r.calibration_per_class, seed=r.seed)
-        is_calib = np.zeros(len(paths), dtype=bool)
-        is_calib[train_idx[calib_local]] = True
-        splits_path = None
-        if dist.is_main:
-            splits_path = write_splits(
-                out_dir / SPLITS_FILE, root=data_dir, paths=paths, labels=labels,
-                sha256=found.sha256, split=split_of.tolist(), seed=r.seed,
-                fractions={"val": r.val_fraction, "test": 0.0 if eval_sets else r.test_fraction},
-                eval_sets={k: v.sha256 for k, v in eval_found.items()},
-                calibration=is_calib.tolist())
-        sub = lambda idx: ([paths[i] for i in idx], labels[idx])  # noqa: E731
-        train = load_dataset(*sub(train_idx), dtype=np.float16, progress=progress,
-                             description="normalizing train", **load_kw)
-        val = load_dataset(*sub(val_idx), progress=progress, description="normalizing val",
-                           **load_kw)
-        calib = load_dataset([train.paths[i] for i in calib_local], train.y[calib_local],
-                             progress=progress, description="normalizing calibration",
-                             **load_kw)
-        sets: dict[str, Dataset] = {}
-        if len(test_idx):
-            sets["test"] = load_dataset(*sub(test_idx), progress=progress,
-                                        description="normalizing test", **load_kw)
-        for es in eval_sets:
-            ef = eval_found[es.name]
-            p, y = ef.paths, ef.label_array()
-            sets[es.name] = load_dataset(p, y, progress=progress,
-                                         description=f"normalizing {es.name}", **load_kw)
-        if not sets:
-            raise ValueError("no held-out set: give --eval NAME=DIR or a test fraction > 0")
-        timings["data"] = time.perf_counter() - t0
-        console.log(f"train {train.counts()}  val {val.counts()}  "
-                    + "  ".join(f"{k} {len(v)}" for k, v in sets.items()))
+def _init_checkpoints_for(source: Any, trained: list[str]) -> dict[str, Path]:
+    """``--init``: the source bundle's checkpoint of every model trained here."""
+    init_ckpts = init_checkpoints(source)
+    lacking = [m for m in trained if m not in init_ckpts]
+    if lacking:
+        raise DatasetError(f"{source.root}: no checkpoint for {', '.join(lacking)} "
+                           "(--init needs BUNDLE/checkpoints/<model>.pt, listed in "
+                           "manifest.checkpoints)")
+    return init_ckpts
 
-        # ---- 2. models
-        masks = read_masks(data_dir)  # synth's defect masks, for the dense heads
-        models: dict = {}
-        specs = {
-            "stage1": (np.ones(len(train), bool), (train.y != 0).astype(np.float32),
-                       balanced_weights(train.y, {0: 0.5}), True),
-            "stage2": (train.y > 0, train.y - 1, None, False),
-            "monolithic": (train.y >= 0, train.y, None, False),
-        }
-        jobs: dict = {}
-        for i, model_name in enumerate(MODELS):
-            if model_name not in trained:
-                continue
-            keep, targets, weights, binary = specs[model_name]
-            idx = np.flatnonzero(keep)
-            if len(idx) == 0:
-                raise ValueError(f"{data_dir}: no training tiles for {model_name}")
-            w = weights[idx] if weights is not None else balanced_weights(targets[idx])
-            model = build_model(model_name)
-            if model_name in init_ckpts:
-                model.load_state_dict(load_checkpoint(init_ckpts[model_name])[0].state_dict())
-                model.train()
-            cfg = _fit_config(getattr(r, model_name), r.seed + 1000 * (i + 1), r)
-            x_train = train.x if len(idx) == len(train) else train.x[idx]
-            aux = _aux_targets(train.y[idx]) if model_name == "stage1" else None
-            dense = _dense_targets(model, [train.paths[k] for k in idx], train.y[idx],
-                                   masks, r.size, crop=cfg.crop > 0 and cfg.crop_share > 0)
-            cfg = _crop_or_whole_tiles(cfg, dense, model_name, console)
-            models[model_name] = model
-            jobs[model_name] = functools.partial(
-                fit, model, x_train, targets[idx], w, binary=binary, config=cfg,
-                progress=progress, description=model_name, aux_targets=aux,
-                dense_targets=dense, device=dist.device)
-        # under torchrun one model after another: two DDP models training side by side in
-        # threads could issue their collectives in a different order on different ranks
-        fits = _run_fits(jobs, concurrent=r.concurrent_stage1 and dist.world_size == 1,
-                         threads=r.threads)
-        if not dist.is_main:
-            return TrainOutcome(out_dir, {}, None)
-        for model_name, model in models.items():
-            timings[f"train_{model_name}"] = fits[model_name].seconds
-            save_checkpoint(model, model_name, ckpt_dir / f"{model_name}.pt", r)
 
-        # ---- 3. thresholds and calibration on val (a supplied stage keeps its own)
-        t0 = time.perf_counter()
-        supplied = {m: f"{source.name} ({source.root})" for m in missing}
-        if "stage1" in models:
-            val_s1 = sigmoid(predict_logits(models["stage1"], val.x)[:, 0])
-            choice, stage1_info = choose_stage1_threshold(
-                val_s1, val.y != 0, read_visibility(data_dir, val.paths), r)
-            console.log(f"stage 1 threshold {choice.threshold:.4f}: val recall "
-                        f"{choice.recall:.4f} (95% lower bound {choice.lower_bound:.4f}), "
-                        f"specificity {choice.specificity:.4f}, on "
-                        f"{stage1_info['chosen_on']}; recall by visibility "
-                        + ", ".join(f"{b} {v['recall']:.3f} of {v['defects']}" for b, v in
-                                    stage1_info["val_recall_by_visibility"].items()))
-        else:
-            stage1_info = {**source.manifest["stage1"], "supplied_by": supplied["stage1"]}
-        if "stage2" in models:
-            intax = val.y > 0
-            val_s2 = predict_logits(models["stage2"], val.x[intax])
-            temperature = fit_temperature(val_s2, val.y[intax] - 1)
-            ece_before = expected_calibration_error(softmax(val_s2), val.y[intax] - 1)
-            ece_after = expected_calibration_error(softmax(val_s2, temperature),
-                                                   val.y[intax] - 1)
-            unknown = select_unknown_threshold(softmax(val_s2, temperature),
-                                               coverage=r.unknown_coverage,
-                                               max_threshold=r.unknown_max_threshold)
-            console.log(f"stage 2 T={temperature:.3f} ECE {ece_before:.4f}→{ece_after:.4f}, "
-                        f"unknown below {unknown:.3f}")
-        else:
-            s2 = source.manifest["stage2"]
-            temperature, unknown = source.temperature, source.unknown_threshold
-            ece_before, ece_after = s2.get("ece_before"), s2.get("ece_after")
-        timings["calibrate"] = time.perf_counter() - t0
+def _load_data(q: _Request, pre: _Preflight, dist: Distributed, progress: Any) -> _Data:
+    """Split (train / val, and test without ``--eval``), write ``splits.json``, and
+    normalize every split once into memory."""
+    from training.ingest import SPLITS_FILE, write_splits  # noqa: PLC0415
 
-        # ---- 4. export
-        t0 = time.perf_counter()
-        files: dict[str, dict[str, Path]] = {}
-        for model_name, model in models.items():
-            fp32 = export_onnx(model, out_dir / f"{model_name}.onnx", size=r.size)
-            int8 = quantize_int8(fp32, out_dir / f"{model_name}.int8.onnx", calib.x,
-                                 method=r.calibration_method)
-            files[model_name] = {"onnx": fp32, "onnx-int8": int8}
-        for model_name in missing:  # supplied as they are (same tile size, checked above)
-            files[model_name] = {}
-            for fmt in ("onnx", "onnx-int8"):
-                src = source.file(model_name, fmt).path
-                dst = out_dir / (f"{model_name}.onnx" if fmt == "onnx"
-                                 else f"{model_name}.int8.onnx")
-                shutil.copyfile(src, dst)
-                files[model_name][fmt] = dst
-        timings["export"] = time.perf_counter() - t0
+    r = q.recipe
+    load_kw = {"size": r.size, "low": r.low, "high": r.high, "workers": r.threads,
+               "progress": progress}
+    paths, labels = pre.found.paths, pre.found.label_array()
+    if q.eval_sets:
+        val_idx, train_idx = stratified_split(labels, [r.val_fraction, 1.0], seed=r.seed)
+        test_idx = np.zeros(0, dtype=np.int64)
+    else:
+        test_idx, val_idx, train_idx = stratified_split(
+            labels, [r.test_fraction, r.val_fraction, 1.0], seed=r.seed)
+    split_of = np.full(len(paths), "train", dtype=object)
+    split_of[val_idx] = "val"
+    split_of[test_idx] = "test"
+    calib_local = balanced_subset(labels[train_idx], r.calibration_per_class, seed=r.seed)
+    is_calib = np.zeros(len(paths), dtype=bool)
+    is_calib[train_idx[calib_local]] = True
+    splits_path = None
+    if dist.is_main:
+        splits_path = write_splits(
+            q.out_dir / SPLITS_FILE, root=q.data_dir, paths=paths, labels=labels,
+            sha256=pre.found.sha256, split=split_of.tolist(), seed=r.seed,
+            fractions={"val": r.val_fraction,
+                       "test": 0.0 if q.eval_sets else r.test_fraction},
+            eval_sets={k: v.sha256 for k, v in pre.eval_found.items()},
+            calibration=is_calib.tolist())
 
-        # ---- 5. evaluate every format on every held-out set
-        t0 = time.perf_counter()
-        thr = {"threshold": float(stage1_info["threshold"]), "temperature": temperature,
-               "unknown_threshold": unknown}
-        evaluation: dict[str, dict[str, dict]] = {}
-        set_roots = {"test": data_dir, **{es.name: es.path for es in eval_sets}}
-        for set_name, ds in sets.items():
-            thr["visibility"] = read_visibility(set_roots[set_name], ds.paths)
-            ref = {k: predict_logits(m, ds.x) for k, m in models.items()}
-            for k in missing:  # a supplied stage: its ONNX fp32 is the reference
-                ref[k] = predict_onnx(files[k]["onnx"], ds.x, threads=r.threads)
-            evaluation[set_name] = {"pytorch": evaluate_outputs(ref, ds.y, **thr,
-                                                                reference=ref)}
-            for fmt in ("onnx", "onnx-int8"):
-                outs = {k: predict_onnx(files[k][fmt], ds.x, threads=r.threads)
-                        for k in files}
-                evaluation[set_name][fmt] = evaluate_outputs(outs, ds.y, **thr,
-                                                             reference=ref)
-        del thr["visibility"]
-        timings["evaluate"] = time.perf_counter() - t0
+    def subset(idx: np.ndarray) -> tuple[list[str], np.ndarray]:
+        return [paths[i] for i in idx], labels[idx]
 
-        # ---- 6. cost, size, report
-        t0 = time.perf_counter()
-        costs = {"mmacs": {k: count_macs(m, r.size) / 1e6 for k, m in models.items()},
-                 "ms": {k: time_onnx(files[k]["onnx-int8"], r.size, threads=r.threads,
-                                  min_seconds=r.timing_seconds)
-                        for k in models}}
-        fp32_ms = {k: time_onnx(files[k]["onnx"], r.size, threads=r.threads,
+    train = load_dataset(*subset(train_idx), dtype=np.float16,
+                         description="normalizing train", **load_kw)
+    val = load_dataset(*subset(val_idx), description="normalizing val", **load_kw)
+    calib = load_dataset([train.paths[i] for i in calib_local], train.y[calib_local],
+                         description="normalizing calibration", **load_kw)
+    sets: dict[str, Dataset] = {}
+    if len(test_idx):
+        sets["test"] = load_dataset(*subset(test_idx), description="normalizing test",
+                                    **load_kw)
+    for es in q.eval_sets:
+        ef = pre.eval_found[es.name]
+        sets[es.name] = load_dataset(ef.paths, ef.label_array(),
+                                     description=f"normalizing {es.name}", **load_kw)
+    if not sets:
+        raise ValueError("no held-out set: give --eval NAME=DIR or a test fraction > 0")
+    return _Data(train, val, calib, sets, splits_path)
+
+
+def _train_models(q: _Request, pre: _Preflight, train: Dataset, dist: Distributed,
+                  progress: Any, console: Any) -> tuple[dict, dict]:
+    """Build (or ``--init``) and train every model this data trains: ``(models, fits)``."""
+    from training.models import build_model  # noqa: PLC0415
+    from training.train_loop import balanced_weights, fit  # noqa: PLC0415
+
+    r = q.recipe
+    masks = read_masks(q.data_dir)  # synth's defect masks: dense heads, crop training
+    specs = {
+        "stage1": (np.ones(len(train), bool), (train.y != 0).astype(np.float32),
+                   balanced_weights(train.y, {0: 0.5}), True),
+        "stage2": (train.y > 0, train.y - 1, None, False),
+        "monolithic": (train.y >= 0, train.y, None, False),
+    }
+    models: dict = {}
+    jobs: dict = {}
+    for i, model_name in enumerate(MODELS):
+        if model_name not in pre.trained:
+            continue
+        keep, targets, weights, binary = specs[model_name]
+        idx = np.flatnonzero(keep)
+        if len(idx) == 0:
+            raise ValueError(f"{q.data_dir}: no training tiles for {model_name}")
+        w = weights[idx] if weights is not None else balanced_weights(targets[idx])
+        model = build_model(model_name)
+        if model_name in pre.init_ckpts:
+            model.load_state_dict(load_checkpoint(pre.init_ckpts[model_name])[0].state_dict())
+            model.train()
+        cfg = _fit_config(getattr(r, model_name), r.seed + 1000 * (i + 1), r)
+        x_train = train.x if len(idx) == len(train) else train.x[idx]
+        aux = _aux_targets(train.y[idx]) if model_name == "stage1" else None
+        dense = _dense_targets(model, [train.paths[k] for k in idx], train.y[idx],
+                               masks, r.size, crop=cfg.crop > 0 and cfg.crop_share > 0)
+        cfg = _crop_or_whole_tiles(cfg, dense, train.y[idx], model_name, console)
+        models[model_name] = model
+        jobs[model_name] = functools.partial(
+            fit, model, x_train, targets[idx], w, binary=binary, config=cfg,
+            progress=progress, description=model_name, aux_targets=aux,
+            dense_targets=dense, device=dist.device)
+    # under torchrun one model after another: two DDP models training side by side in
+    # threads could issue their collectives in a different order on different ranks
+    fits = _run_fits(jobs, concurrent=r.concurrent_stage1 and dist.world_size == 1,
+                     threads=r.threads)
+    return models, fits
+
+
+def _calibrate(q: _Request, pre: _Preflight, models: dict, val: Dataset,
+               console: Any) -> _Calibration:
+    """Stage 1's threshold and stage 2's temperature and ``unknown`` threshold, on val
+    (a stage a source bundle supplies keeps its own)."""
+    from training.calibration import (  # noqa: PLC0415
+        expected_calibration_error,
+        fit_temperature,
+        select_unknown_threshold,
+        softmax,
+    )
+    from training.evaluate import sigmoid  # noqa: PLC0415
+    from training.train_loop import predict_logits  # noqa: PLC0415
+
+    r = q.recipe
+    choice = None
+    if "stage1" in models:
+        val_s1 = sigmoid(predict_logits(models["stage1"], val.x)[:, 0])
+        choice, stage1_info = choose_stage1_threshold(
+            val_s1, val.y != 0, read_visibility(q.data_dir, val.paths), r)
+        console.log(f"stage 1 threshold {choice.threshold:.4f}: val recall "
+                    f"{choice.recall:.4f} (95% lower bound {choice.lower_bound:.4f}), "
+                    f"specificity {choice.specificity:.4f}, on "
+                    f"{stage1_info['chosen_on']}; recall by visibility "
+                    + ", ".join(f"{b} {v['recall']:.3f} of {v['defects']}" for b, v in
+                                stage1_info["val_recall_by_visibility"].items()))
+    else:
+        stage1_info = {**pre.source.manifest["stage1"],
+                       "supplied_by": _supplied(pre)["stage1"]}
+    if "stage2" not in models:
+        s2 = pre.source.manifest["stage2"]
+        return _Calibration(stage1_info, choice, pre.source.temperature,
+                            pre.source.unknown_threshold, s2.get("ece_before"),
+                            s2.get("ece_after"))
+    intax = val.y > 0
+    val_s2 = predict_logits(models["stage2"], val.x[intax])
+    truth = val.y[intax] - 1
+    temperature = fit_temperature(val_s2, truth)
+    ece_before = expected_calibration_error(softmax(val_s2), truth)
+    ece_after = expected_calibration_error(softmax(val_s2, temperature), truth)
+    unknown = select_unknown_threshold(softmax(val_s2, temperature),
+                                       coverage=r.unknown_coverage,
+                                       max_threshold=r.unknown_max_threshold)
+    console.log(f"stage 2 T={temperature:.3f} ECE {ece_before:.4f}→{ece_after:.4f}, "
+                f"unknown below {unknown:.3f}")
+    return _Calibration(stage1_info, choice, temperature, unknown, ece_before, ece_after)
+
+
+def _supplied(pre: _Preflight) -> dict[str, str]:
+    """Stage → the source bundle that supplies it (the stages this data cannot train)."""
+    return {m: f"{pre.source.name} ({pre.source.root})" for m in pre.missing}
+
+
+def _export(q: _Request, pre: _Preflight, models: dict, calib: Dataset
+            ) -> dict[str, dict[str, Path]]:
+    """ONNX fp32 and int8 of every trained model; a supplied stage's files copied as
+    they are (same tile size, checked in the pre-flight)."""
+    from training.export.onnx import export_onnx  # noqa: PLC0415
+    from training.export.quantize import quantize_int8  # noqa: PLC0415
+
+    r, out_dir = q.recipe, q.out_dir
+    files: dict[str, dict[str, Path]] = {}
+    for model_name, model in models.items():
+        fp32 = export_onnx(model, out_dir / f"{model_name}.onnx", size=r.size)
+        int8 = quantize_int8(fp32, out_dir / f"{model_name}.int8.onnx", calib.x,
+                             method=r.calibration_method)
+        files[model_name] = {"onnx": fp32, "onnx-int8": int8}
+    for model_name in pre.missing:
+        files[model_name] = {}
+        for fmt, dst_name in (("onnx", f"{model_name}.onnx"),
+                              ("onnx-int8", f"{model_name}.int8.onnx")):
+            dst = out_dir / dst_name
+            shutil.copyfile(pre.source.file(model_name, fmt).path, dst)
+            files[model_name][fmt] = dst
+    return files
+
+
+def _evaluate(q: _Request, pre: _Preflight, models: dict, files: dict, sets: dict,
+              cal: _Calibration) -> dict[str, dict[str, dict]]:
+    """Every format (PyTorch, ONNX fp32, ONNX int8) on every held-out set."""
+    from training.evaluate import evaluate_outputs, predict_onnx  # noqa: PLC0415
+    from training.train_loop import predict_logits  # noqa: PLC0415
+
+    threads = q.recipe.threads
+    set_roots = {"test": q.data_dir, **{es.name: es.path for es in q.eval_sets}}
+    evaluation: dict[str, dict[str, dict]] = {}
+    for set_name, ds in sets.items():
+        thr = {**cal.thresholds(), "visibility": read_visibility(set_roots[set_name],
+                                                                 ds.paths)}
+        ref = {k: predict_logits(m, ds.x) for k, m in models.items()}
+        for k in pre.missing:  # a supplied stage: its ONNX fp32 is the reference
+            ref[k] = predict_onnx(files[k]["onnx"], ds.x, threads=threads)
+        evaluation[set_name] = {"pytorch": evaluate_outputs(ref, ds.y, **thr, reference=ref)}
+        for fmt in ("onnx", "onnx-int8"):
+            outs = {k: predict_onnx(files[k][fmt], ds.x, threads=threads) for k in files}
+            evaluation[set_name][fmt] = evaluate_outputs(outs, ds.y, **thr, reference=ref)
+    return evaluation
+
+
+def _costs(r: TrainRecipe, models: dict, files: dict) -> dict:
+    """Per-tile cost of every trained model: MMACs, and ms of ONNX int8 and fp32."""
+    from training.evaluate import time_onnx  # noqa: PLC0415
+    from training.models import count_macs  # noqa: PLC0415
+
+    def ms(fmt: str) -> dict[str, float]:
+        return {k: time_onnx(files[k][fmt], r.size, threads=r.threads,
                              min_seconds=r.timing_seconds) for k in models}
-        timings["timing"] = time.perf_counter() - t0
+
+    return {"mmacs": {k: count_macs(m, r.size) / 1e6 for k, m in models.items()},
+            "ms": ms("onnx-int8"), "ms_fp32": ms("onnx")}
+
+
+def _report(q: _Request, pre: _Preflight, data: _Data, models: dict, fits: dict,
+            files: dict, evaluation: dict, costs: dict, cal: _Calibration,
+            timings: dict) -> dict:
+    """``report/metrics.json``: every number of the run."""
+    from training.evaluate import cascade_vs_monolithic  # noqa: PLC0415
+    from training.models import count_parameters  # noqa: PLC0415
+
+    r, sets = q.recipe, data.sets
     sizes = {k: {fmt: p.stat().st_size for fmt, p in v.items()} for k, v in files.items()}
-    int8_total = sizes["stage1"]["onnx-int8"] + sizes["stage2"]["onnx-int8"]
-    gate_set = next(iter(sets))
-    report: dict = {
-        "name": name,
-        "gate_set": gate_set,
+    per_tile = {"mmacs": costs["mmacs"], "ms": costs["ms"]}
+    layout = pre.found.layout
+    return {
+        "name": q.name,
+        "gate_set": next(iter(sets)),
         "evaluation": evaluation,
         "targets": {s: _check_targets(s, evaluation[s]["onnx-int8"]) for s in sets},
         "cascade_vs_monolithic": (
-            {s: cascade_vs_monolithic(evaluation[s]["onnx-int8"], costs) for s in sets}
+            {s: cascade_vs_monolithic(evaluation[s]["onnx-int8"], per_tile) for s in sets}
             if "monolithic" in models else {}),
-        "costs": {**costs, "ms_fp32": fp32_ms,
+        "costs": {**costs,
                   "note": "cost per tile: MMACs of one 224 tile, and median ms per tile of the "
                           "ONNX int8 model (ONNX Runtime CPU, batch 16, "
                           f"{r.threads} threads) on the machine that trained"},
         "sizes_bytes": sizes,
-        "int8_stage1_plus_stage2_bytes": int8_total,
+        "int8_stage1_plus_stage2_bytes": (sizes["stage1"]["onnx-int8"]
+                                          + sizes["stage2"]["onnx-int8"]),
         "int8_size_budget_bytes": INT8_SIZE_BUDGET,
-        "stage1_threshold": stage1_info,
-        "layout": {"name": layout.name, "trained": trained, "supplied_by": supplied,
-                   "init": str(init) if init is not None else None,
+        "stage1_threshold": cal.stage1_info,
+        "layout": {"name": layout.name, "trained": pre.trained, "supplied_by": _supplied(pre),
+                   "init": str(q.init) if q.init is not None else None,
                    "labels": list(layout.labels)},
-        "stage2_calibration": {"temperature": temperature, "ece_before": ece_before,
-                               "ece_after": ece_after, "unknown_threshold": unknown,
+        "stage2_calibration": {"temperature": cal.temperature, "ece_before": cal.ece_before,
+                               "ece_after": cal.ece_after, "unknown_threshold": cal.unknown,
                                "unknown_coverage": r.unknown_coverage},
         "training": {k: {"images_per_second": f.images_per_second, "seconds": f.seconds,
                          "samples": f.samples, "crop_samples": f.crop_samples,
@@ -677,11 +802,20 @@ def _train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                          "parameters": count_parameters(models[k])}
                      for k, f in fits.items()},
         "timings_seconds": timings,
-        "ingest": found.lines(),
-        "data": {"train": train.counts(), "val": val.counts(),
+        "ingest": pre.found.lines(),
+        "data": {"train": data.train.counts(), "val": data.val.counts(),
                  **{k: v.counts() for k, v in sets.items()}},
     }
 
+
+def _gate_and_write_report(q: _Request, report: dict, evaluation: dict, started: float,
+                           console: Any) -> None:
+    """The drift gate on the first held-out set, then ``report/`` and its summary;
+    raises ``ExportRefused`` (after writing the report) when int8 drifted too far."""
+    from training.export.gate import DriftBudget, ExportRefused, check_drift  # noqa: PLC0415
+    from training.report import summary_lines, write_report  # noqa: PLC0415
+
+    r, gate_set = q.recipe, report["gate_set"]
     refused = None
     try:
         report["drift"] = check_drift(evaluation[gate_set]["onnx"],
@@ -692,37 +826,48 @@ def _train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         report["refused"] = str(err)
         refused = err
     report["seconds"] = time.perf_counter() - started
-    write_report(out_dir / "report", report)
+    write_report(q.out_dir / "report", report)
     for line in summary_lines(report):
         console.print(line, highlight=False, soft_wrap=True)
+    int8_total = report["int8_stage1_plus_stage2_bytes"]
     if int8_total > INT8_SIZE_BUDGET:
         console.print(f"[yellow]warning: int8 stage1+stage2 are {int8_total:,} bytes, over "
                       f"the {INT8_SIZE_BUDGET:,}-byte budget[/]")
     if refused is not None:
         raise refused
 
-    synth_info = recipe_of(data_dir)
-    provenance = {
-        "command": command or " ".join(sys.argv),
+
+def _provenance(q: _Request, pre: _Preflight, dist: Distributed, gate_set: str,
+                started: float) -> dict:
+    """The manifest's ``provenance``: command, data, seeds, recipe, versions, machine."""
+    import onnxruntime  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    import edge  # noqa: PLC0415
+
+    r = q.recipe
+    synth_info = recipe_of(q.data_dir)
+    return {
+        "command": q.command or " ".join(sys.argv),
         "recipe": synth_info.get("recipe", "unknown"),
         "recipe_sha256": synth_info.get("recipe_sha256"),
         "data_seed": synth_info.get("seed"),
-        "data": data_dir.name,
-        "eval_sets": {es.name: es.path.name for es in eval_sets},
+        "data": q.data_dir.name,
+        "eval_sets": {es.name: es.path.name for es in q.eval_sets},
         "gate_set": gate_set,
         "seed": r.seed,
-        "train_recipe": _portable_path(recipe_path) if recipe_path else "built-in defaults",
+        "train_recipe": _portable_path(q.recipe_path) if q.recipe_path else "built-in defaults",
         "train_recipe_sha256": r.sha256(),
         "train_recipe_resolved": r.to_dict(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - started, 1),
-        "pipeline_seconds": (round(time.time() - pipeline_start, 1)
-                             if pipeline_start is not None else None),
-        "layout": layout.name,
-        "trained": trained,
-        "supplied_by": supplied,
-        "init": ({"bundle": source.name, "path": str(source.root)}
-                 if init is not None else None),
+        "pipeline_seconds": (round(time.time() - q.pipeline_start, 1)
+                             if q.pipeline_start is not None else None),
+        "layout": pre.found.layout.name,
+        "trained": pre.trained,
+        "supplied_by": _supplied(pre),
+        "init": ({"bundle": pre.source.name, "path": str(pre.source.root)}
+                 if q.init is not None else None),
         "semedge_version": edge.__version__,
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
@@ -730,29 +875,22 @@ def _train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, {r.threads} threads",
         **_device_provenance(dist),
     }
-    if "stage1" in models:
-        stage1 = {"threshold": choice.threshold, "target_recall": r.target_recall,
-                  "val_recall": choice.recall, "val_recall_lower_bound": choice.lower_bound,
-                  "val_recall_confidence": choice.confidence,
-                  "val_specificity": choice.specificity,
-                  "val_positives": choice.positives, "val_negatives": choice.negatives,
-                  "chosen_on": stage1_info["chosen_on"],
-                  "val_recall_by_visibility": stage1_info["val_recall_by_visibility"]}
-    else:
-        stage1 = stage1_info
-    if "stage2" in models:
-        stage2 = {"temperature": temperature, "unknown_threshold": unknown,
-                  "ece_before": ece_before, "ece_after": ece_after,
-                  "unknown_coverage": r.unknown_coverage}
-    else:
-        stage2 = {**source.manifest["stage2"], "supplied_by": supplied["stage2"]}
+
+
+def _write_bundle_manifest(q: _Request, pre: _Preflight, models: dict, files: dict,
+                           evaluation: dict, costs: dict, cal: _Calibration,
+                           provenance: dict, ckpt_dir: Path, splits_path: Path | None) -> Path:
+    """Copy the checkpoints into the bundle (``--init`` needs them, wherever
+    ``--checkpoints`` is) and write ``manifest.json``."""
+    from training.bundle_writer import write_manifest  # noqa: PLC0415
+    from training.models import count_parameters  # noqa: PLC0415
+
+    r, out_dir = q.recipe, q.out_dir
+    sets = list(evaluation)
     metrics = {fmt: {s: _summary(evaluation[s][fmt]) for s in sets}
                for fmt in ("pytorch", "onnx", "onnx-int8")}
     model_info = {k: {"parameters": count_parameters(m), "mmacs": costs["mmacs"][k],
                       "outputs": m.arch.outputs} for k, m in models.items()}
-    from training.bundle_writer import write_manifest  # noqa: PLC0415
-
-    # checkpoints travel in the bundle (``--init`` needs them), wherever --checkpoints is
     bundle_ckpts: dict[str, Path] = {}
     for k in models:
         dst = out_dir / "checkpoints" / f"{k}.pt"
@@ -760,11 +898,33 @@ def _train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(ckpt_dir / f"{k}.pt", dst)
         bundle_ckpts[k] = dst
-    large = "resize" if any(min(s) > r.size for s in found.shapes) else "tile"
-    manifest = write_manifest(out_dir, name=name, size=r.size, low=r.low, high=r.high,
-                              stage1=stage1, stage2=stage2, files=files, metrics=metrics,
-                              provenance=provenance, models=model_info, large_image=large,
-                              checkpoints=bundle_ckpts, splits=splits_path)
-    console.log(f"bundle written to {out_dir} in {provenance['seconds']:.0f} s")
-    return TrainOutcome(out_dir, report, manifest, None,
-                        {k: ckpt_dir / f"{k}.pt" for k in models})
+    large = "resize" if any(min(s) > r.size for s in pre.found.shapes) else "tile"
+    return write_manifest(out_dir, name=q.name, size=r.size, low=r.low, high=r.high,
+                          stage1=_stage1_manifest(r, cal, "stage1" in models),
+                          stage2=_stage2_manifest(r, pre, cal, "stage2" in models),
+                          files=files, metrics=metrics, provenance=provenance,
+                          models=model_info, large_image=large, checkpoints=bundle_ckpts,
+                          splits=splits_path)
+
+
+def _stage1_manifest(r: TrainRecipe, cal: _Calibration, trained: bool) -> dict:
+    """The manifest's ``stage1``: the threshold and how it was chosen."""
+    if not trained or cal.choice is None:
+        return cal.stage1_info
+    c = cal.choice
+    return {"threshold": c.threshold, "target_recall": r.target_recall,
+            "val_recall": c.recall, "val_recall_lower_bound": c.lower_bound,
+            "val_recall_confidence": c.confidence, "val_specificity": c.specificity,
+            "val_positives": c.positives, "val_negatives": c.negatives,
+            "chosen_on": cal.stage1_info["chosen_on"],
+            "val_recall_by_visibility": cal.stage1_info["val_recall_by_visibility"]}
+
+
+def _stage2_manifest(r: TrainRecipe, pre: _Preflight, cal: _Calibration,
+                     trained: bool) -> dict:
+    """The manifest's ``stage2``: temperature, ``unknown`` threshold, ECE."""
+    if not trained:
+        return {**pre.source.manifest["stage2"], "supplied_by": _supplied(pre)["stage2"]}
+    return {"temperature": cal.temperature, "unknown_threshold": cal.unknown,
+            "ece_before": cal.ece_before, "ece_after": cal.ece_after,
+            "unknown_coverage": r.unknown_coverage}

@@ -215,13 +215,44 @@ def test_data_without_masks_trains_on_whole_tiles():
     from training.train_loop import FitConfig
 
     config = FitConfig(crop=128, crop_share=0.85)
-    known = np.zeros((3, 7, 7), np.uint8)
-    known[1, 2, 2] = 1
+    labels = np.r_[0, np.ones(200, int)]  # one normal tile, 200 defect tiles
+    cells = np.zeros((201, 7, 7), np.uint8)
+    cells[1:, 2, 2] = 1
     console = Console(record=True, width=200)
-    assert _crop_or_whole_tiles(config, known, "stage2", console) is config
-    some_unknown = known.copy()
-    some_unknown[2] = UNKNOWN
-    for cells, why in ((some_unknown, "1 defect tiles have no mask"), (None, "no masks")):
-        whole = _crop_or_whole_tiles(config, cells, "stage2", console)
+    assert _crop_or_whole_tiles(config, cells, labels, "stage2", console) is config
+    cells[1:3] = UNKNOWN  # 1 % without a known place: they train on whole tiles only
+    assert _crop_or_whole_tiles(config, cells, labels, "stage2", console) is config
+    assert "2 defect tiles without a known place" in console.export_text()
+    cells[3] = UNKNOWN
+    for c, why in ((cells, "3 of 200 defect tiles have no mask"),
+                   (None, "200 of 200 defect tiles have no mask")):
+        whole = _crop_or_whole_tiles(config, c, labels, "stage2", console)
         assert whole.crop == 0 and whole.crop_share == 0.0
         assert why in console.export_text()
+
+
+def test_window_steps_draw_only_tiles_with_known_cells():
+    from training.train_loop import FitConfig, fit
+
+    model = build_model("stage2")
+    seen: list[torch.Tensor] = []
+    model.features[0].register_forward_hook(lambda m, i, o: seen.append(i[0].detach()))
+    x = np.zeros((8, 1, 64, 64), np.float32)
+    x[:, 0, 0, 0] = np.arange(8) / 8  # each tile marked by its index
+    cells = np.zeros((8, 2, 2), np.uint8)
+    cells[:, 0, 0] = 1
+    cells[5] = UNKNOWN
+    config = FitConfig(epochs=4, samples_per_epoch=32, batch_size=32, seed=1, crop=32,
+                       crop_share=0.5, augment=ONLY_SYMMETRIES)
+    fit(model, x, np.arange(8) % 6, np.ones(8), binary=False, config=config,
+        dense_targets=cells)
+
+    def tiles_in(batch):  # the marked corner is wherever the symmetry put it
+        corners = torch.stack([batch[:, 0, 0, 0], batch[:, 0, 0, -1], batch[:, 0, -1, 0],
+                               batch[:, 0, -1, -1]]).amax(0)
+        return set((corners * 8).round().int().tolist())
+
+    windows, whole = seen[:2], seen[2:]
+    assert all(b.shape[-1] == 32 for b in windows) and all(b.shape[-1] == 64 for b in whole)
+    assert 5 not in set().union(*map(tiles_in, windows))
+    assert 5 in set().union(*map(tiles_in, whole))
