@@ -1,5 +1,6 @@
-"""Stage 1's training step on one thread, batch 64 at 224 px: augmentation against the
-network's forward + backward pass, and the beam blur against a dense blur matrix.
+"""Training steps on one thread, batch 64: stage 1's augmentation against its forward +
+backward pass, the beam blur against a dense blur matrix, and crop training's samples per
+second against whole tiles for stage 1 and stage 2.
 
     pytest benchmarks/test_bench_training.py --benchmark-only
 
@@ -23,6 +24,9 @@ F = torch.nn.functional
 from training.augment import _blur_taps, _gaussian_blur, augment_batch_with_masks  # noqa: E402
 from training.models import build_model  # noqa: E402
 from training.recipe import load_recipe  # noqa: E402
+from training.train_loop import crop_batch  # noqa: E402
+
+RECIPE = Path(__file__).resolve().parents[1] / "training/recipes/default.toml"
 
 BATCH, SIZE = 64, 224
 
@@ -38,7 +42,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def stage1_setup():
-    recipe = load_recipe(Path(__file__).resolve().parents[1] / "training/recipes/default.toml")
+    recipe = load_recipe(RECIPE)
     config = recipe.augment.with_overrides(recipe.stage1.augment)
     gen = torch.Generator().manual_seed(0)
     tiles = torch.rand(BATCH, 1, SIZE, SIZE, generator=gen).half()
@@ -135,3 +139,58 @@ def test_blur_against_dense_matrix(benchmark, sigma, min_time_s):
     print(f"\nblur sigma {sigma}, 16 tiles: shifted multiply-adds {result['shifted_ms']:.2f} ms, "
           f"dense matrices {result['dense_ms']:.2f} ms → {result['dense_over_shifted']:.1f}×")
     assert result["shifted_ms"] > 0
+
+
+def _training_step(name: str, crop: int):
+    """One whole training step of ``name`` as the default recipe runs it: sample a batch
+    of cached float16 tiles, window it (``crop`` px; 0: whole tiles), augment, forward +
+    backward, AdamW."""
+    recipe = load_recipe(RECIPE)
+    config = recipe.augment.with_overrides(getattr(recipe, name).augment)
+    gen = torch.Generator().manual_seed(0)
+    tiles = torch.rand(BATCH, 1, SIZE, SIZE, generator=gen).half()
+    cells = torch.zeros(BATCH, 1, SIZE // 32, SIZE // 32, dtype=torch.uint8)
+    cells[::2, 0, 3, 3] = 1  # half the batch defective, one defect cell each
+    model = build_model(name).to(memory_format=torch.channels_last)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    labels = torch.arange(BATCH) % model.arch.outputs
+
+    def step():
+        x, m = (crop_batch(tiles, cells, crop, gen) if crop else (tiles, cells))
+        x = augment_batch_with_masks(x, gen, config, m)[0].contiguous(
+            memory_format=torch.channels_last)
+        out = model(x)
+        loss = (F.cross_entropy(out, labels) if out.shape[1] > 1
+                else F.binary_cross_entropy_with_logits(out[:, 0], (labels % 2).float()))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+@pytest.mark.parametrize("name", ["stage1", "stage2"])
+def test_crop_training_samples_per_second(benchmark, name, min_time_s):
+    recipe = getattr(load_recipe(RECIPE), name)
+    whole, windows = _training_step(name, 0), _training_step(name, recipe.crop)
+
+    def measure() -> dict[str, float]:
+        whole_ms = _median_ms(whole, min_time_s)
+        crop_ms = _median_ms(windows, min_time_s)
+        share = recipe.crop_share  # the recipe's schedule: windows first, whole tiles last
+        schedule_ms = share * crop_ms + (1 - share) * whole_ms
+        return {"whole_tiles_per_s": BATCH / whole_ms * 1e3,
+                "windows_per_s": BATCH / crop_ms * 1e3,
+                "schedule_samples_per_s": BATCH / schedule_ms * 1e3,
+                "schedule_over_whole": whole_ms / schedule_ms}
+
+    result = benchmark.pedantic(measure, rounds=1, iterations=1)
+    benchmark.group = "ratios"
+    benchmark.extra_info.update(result)
+    print(f"\n{name}, batch {BATCH}, one thread, whole training step: "
+          f"{result['whole_tiles_per_s']:.0f} whole {SIZE}-px tiles/s, "
+          f"{result['windows_per_s']:.0f} {recipe.crop}-px windows/s; the recipe's schedule "
+          f"({recipe.crop_share:.0%} windows) {result['schedule_samples_per_s']:.0f} samples/s"
+          f" = {result['schedule_over_whole']:.2f}× whole tiles")
+    assert result["windows_per_s"] > 0 and result["whole_tiles_per_s"] > 0

@@ -42,6 +42,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--complete-from", type=Path, default=None, metavar="BUNDLE",
                         help="train from scratch; a stage the data cannot train is taken "
                              "from BUNDLE")
+    parser.add_argument("--drop-duplicates", action="store_true",
+                        help="keep one copy of an image found twice with one label, drop "
+                             "every copy of one found with conflicting labels (each "
+                             "decision is reported); without it duplicates are an error")
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     parser.add_argument("--recipe", type=Path, default=None,
                         help="training recipe TOML (see docs/training.md); default: built-in")
@@ -117,7 +121,8 @@ def run_train(args: argparse.Namespace) -> int:
                      checkpoint_dir=args.checkpoints, name=args.name, command=command,
                      recipe_path=str(args.recipe) if args.recipe else None, quiet=args.quiet,
                      pipeline_start=args.pipeline_start, labels_csv=args.labels,
-                     init=args.init, complete_from=args.complete_from, device=args.device)
+                     init=args.init, complete_from=args.complete_from, device=args.device,
+                     drop_duplicates=args.drop_duplicates)
     except ExportRefused as err:
         print(f"semedge train: {err}", file=sys.stderr)
         return 3
@@ -150,6 +155,8 @@ def _command_line(args: argparse.Namespace) -> str:
         parts += ["--name", args.name]
     if args.no_monolithic:
         parts.append("--no-monolithic")
+    if args.drop_duplicates:
+        parts.append("--drop-duplicates")
     return " ".join(shlex.quote(p) for p in parts)
 
 

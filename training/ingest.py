@@ -19,7 +19,9 @@ folder trains stage 1 only, a folder of defect classes only trains stage 2 only.
 folders, files that are not images or cannot be read, the same image twice (by hash,
 over the whole set, so duplicates can never straddle splits) — into an
 :class:`IngestReport`. ``semedge train`` prints it and exits 2 before any training when
-it lists an error. Nothing is skipped silently.
+it lists an error. With ``--drop-duplicates`` an exact duplicate keeps one copy and a
+duplicate with conflicting labels loses every copy, each decision a line of the report.
+Nothing is skipped silently.
 """
 
 from __future__ import annotations
@@ -132,6 +134,7 @@ class IngestReport:
     dtypes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # one line per duplicate decision
 
     @property
     def ok(self) -> bool:
@@ -155,6 +158,9 @@ class IngestReport:
         lay = self.layout
         out.append(f"layout: {lay.name} (trains {', '.join(lay.stages) or 'nothing'})")
         out += [f"  note: {n}" for n in self.notes]
+        out += [f"  dropped: {d}" for d in self.dropped[:limit]]
+        if len(self.dropped) > limit:
+            out.append(f"  … and {len(self.dropped) - limit} more duplicate decisions")
         if self.errors:
             out.append(f"{len(self.errors)} problem(s); nothing was trained:")
             by_kind: dict[str, list[str]] = defaultdict(list)
@@ -257,7 +263,7 @@ def _inspect(path: Path) -> tuple[str | None, tuple[int, int] | None, str | None
 
 
 def scan(root: PathLike, *, labels_csv: PathLike | None = None, size: int = 224,
-         workers: int = 2) -> IngestReport:
+         workers: int = 2, drop_duplicates: bool = False) -> IngestReport:
     """Scan a labelled set and report every problem (see the module doc).
 
     Parameters
@@ -269,6 +275,10 @@ def scan(root: PathLike, *, labels_csv: PathLike | None = None, size: int = 224,
         relative to the CSV's folder.
     size : int
         Tile side: the report notes how many images are upscaled or downscaled to it.
+    drop_duplicates : bool
+        Instead of refusing the same image twice: keep one copy of an exact duplicate
+        (the first path in sorted order) and drop every copy of one whose labels
+        conflict; each decision is a line of ``dropped``.
     """
     root = Path(root)
     report = IngestReport(root=root)
@@ -285,24 +295,20 @@ def scan(root: PathLike, *, labels_csv: PathLike | None = None, size: int = 224,
         return report
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         found = list(pool.map(lambda item: _inspect(item[0]), listing))
-    by_hash: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for (path, label), (digest, shape, dtype, error) in zip(listing, found):
+    by_hash: dict[str, list[int]] = defaultdict(list)
+    for i, (digest, _, _, error) in enumerate(found):
         if error is not None:
             report.errors.append(error)
-            continue
+        else:
+            by_hash[digest].append(i)
+    keep = _resolve_duplicates(by_hash, listing, report, drop_duplicates)
+    for i in sorted(keep):
+        (path, label), (digest, shape, dtype, _) = listing[i], found[i]
         report.paths.append(str(path))
         report.labels.append(LABELS[label])
         report.sha256.append(digest)
         report.shapes.append(shape)
         report.dtypes.append(dtype)
-        by_hash[digest].append((str(path), label))
-    for digest, group in by_hash.items():
-        if len(group) > 1:
-            labels = sorted({lab for _, lab in group})
-            what = (f"conflicting labels {', '.join(labels)}" if len(labels) > 1
-                    else f"label {labels[0]}")
-            report.errors.append(f"{group[0][0]}: duplicate image (sha256 {digest[:12]}…, "
-                                 f"{what}) also at " + ", ".join(p for p, _ in group[1:]))
     _add_notes(report, size)
     if report.paths and not report.layout.stages:
         report.errors.append(
@@ -310,6 +316,35 @@ def scan(root: PathLike, *, labels_csv: PathLike | None = None, size: int = 224,
             "normal and defective images, stage 2 at least two of "
             f"{', '.join(DEFECT_CLASSES)}")
     return report
+
+
+def _resolve_duplicates(by_hash: dict[str, list[int]], listing: list[tuple[Path, str]],
+                        report: IngestReport, drop: bool) -> list[int]:
+    """The listing indices to use: every image once. Identical bytes found twice are an
+    error, or with ``drop`` one copy kept (same label) or all dropped (conflicting)."""
+    keep: list[int] = []
+    for digest, group in by_hash.items():
+        if len(group) == 1:
+            keep.append(group[0])
+            continue
+        group = sorted(group, key=lambda i: str(listing[i][0]))
+        paths = [str(listing[i][0]) for i in group]
+        labels = sorted({listing[i][1] for i in group})
+        what = (f"conflicting labels {', '.join(labels)}" if len(labels) > 1
+                else f"label {labels[0]}")
+        if not drop:  # an error: every copy stays listed, nothing trains
+            keep.extend(group)
+            report.errors.append(f"{paths[0]}: duplicate image (sha256 {digest[:12]}…, "
+                                 f"{what}) also at {', '.join(paths[1:])} "
+                                 "(--drop-duplicates keeps one copy, drops conflicting ones)")
+        elif len(labels) > 1:
+            report.dropped.append(f"{', '.join(paths)}: the same image with {what}; "
+                                  "all copies dropped")
+        else:
+            keep.append(group[0])
+            report.dropped.append(f"{', '.join(paths[1:])}: a copy of {paths[0]} ({what}); "
+                                  f"kept {paths[0]}")
+    return keep
 
 
 def _add_notes(report: IngestReport, size: int) -> None:

@@ -171,6 +171,27 @@ def test_duplicates_are_found_by_hash_across_labels(tmp_path):
     (root / "defective" / "copy.png").write_bytes(src.read_bytes())
     text = _problems(root)
     assert "duplicate image" in text and "conflicting labels defective, normal" in text
+    assert "--drop-duplicates" in text  # the refusal names the way out
+
+
+def test_drop_duplicates_keeps_one_copy_and_drops_conflicts(tmp_path):
+    root = binary_folder(tmp_path / "dup", n=3)
+    first, second = sorted((root / "normal").iterdir())[:2]
+    copy = root / "normal" / f"zz_copy{first.suffix}"  # same label: one copy stays
+    conflict = root / "defective" / f"conflict{second.suffix}"  # two labels: both go
+    copy.write_bytes(first.read_bytes())
+    conflict.write_bytes(second.read_bytes())
+    refused = scan(root)
+    found = scan(root, drop_duplicates=True)
+    assert len(refused.errors) == 2 and found.ok
+    assert len(found.paths) == len(refused.paths) - 3
+    assert str(first) in found.paths and str(copy) not in found.paths
+    assert str(second) not in found.paths and str(conflict) not in found.paths
+    text = "\n".join(found.lines())
+    assert f"{copy}: a copy of {first} (label normal); kept {first}" in text
+    assert f"{conflict}, {second}: the same image with conflicting labels defective, " \
+        "normal; all copies dropped" in text
+    assert len(set(found.sha256)) == len(found.sha256)
 
 
 def test_unreadable_and_foreign_files_are_errors_never_skipped(tmp_path):
