@@ -378,12 +378,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"write {CONFUSION_PNG} and {WORST_PNG} (needs matplotlib)")
     p.add_argument("--worst", type=_count, default=24, metavar="N",
                    help="mistakes on the contact sheet and in the JSON (default: 24)")
+    p.add_argument("--queue", type=_count, default=0, metavar="N",
+                   help="also write the N images to label next (wrong answers, then the "
+                        "least sure) as a CSV that `semedge train --labels` reads")
+    p.add_argument("--queue-csv", metavar="FILE", default="label-queue.csv",
+                   help="where --queue writes (default: label-queue.csv; an existing file "
+                        "is never overwritten)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
 
 
 def _error(message: str) -> int:
     print(f"semedge eval: error: {message}", file=sys.stderr)
     return 2
+
+
+def _write_queue(card: Scorecard, root: Path, threshold: float, args: argparse.Namespace,
+                 err: Console) -> int:
+    """``--queue N``: the CSV, and the queue in the scorecard's ``run``; 2 if the CSV
+    cannot be written."""
+    from edge.label_queue import label_queue, write_queue_csv  # noqa: PLC0415
+
+    items = label_queue(card.predictions, args.queue, threshold)
+    try:
+        path = write_queue_csv(items, root, args.queue_csv)
+    except FileExistsError:
+        return _error(f"{args.queue_csv}: exists; --queue never overwrites (give "
+                      "--queue-csv FILE)")
+    except OSError as exc:
+        return _error(f"{args.queue_csv}: cannot write the queue ({exc})")
+    card.run["queue"] = {"csv": str(path), "images": [
+        {"path": q.prediction.path, "truth": q.prediction.truth, "label": q.prediction.label,
+         "score": q.prediction.score, "why": q.why} for q in items]}
+    err.print(f"semedge eval: {len(items)} images to label next → {path} (edit its "
+              "label column, then `semedge train --labels` reads it)")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -443,6 +471,10 @@ def run(args: argparse.Namespace) -> int:
         if progress:
             progress.stop()
     print_scorecard(card, console)
+    if args.queue:
+        status = _write_queue(card, data.root, cascade.threshold, args, err)
+        if status:
+            return status
     if args.json_path:
         write_json(card, args.json_path)
         if not to_stdout:

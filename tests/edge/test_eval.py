@@ -476,3 +476,22 @@ def test_cli_setup_errors_exit_2(capsys, eval_bundle, data_dir, tmp_path):
     code, _, err = run_cli(capsys, "eval", "--data", str(data_dir), "--bundle",
                            str(tmp_path / "no_bundle"))
     assert code == 2 and "semedge eval: error" in err
+
+
+def test_cli_queue_writes_the_images_to_label_next(capsys, eval_bundle, data_dir, tmp_path):
+    queue = tmp_path / "queue.csv"
+    argv = ("eval", "--data", str(data_dir), "--bundle", str(eval_bundle), "--target",
+            "x86-cpu", "--queue", "3", "--queue-csv", str(queue), "--json",
+            str(tmp_path / "s.json"))
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 1  # the broken file, as without --queue
+    rows = queue.read_text().splitlines()
+    assert rows[0] == "path,label,answer,score,why" and len(rows) == 4
+    doc = strict_json((tmp_path / "s.json").read_text())
+    images = doc["run"]["queue"]["images"]
+    assert [(queue.parent / r.split(",")[0]).resolve() for r in rows[1:]] == [
+        (data_dir / q["path"]).resolve() for q in images]
+    assert all((data_dir / q["path"]).is_file() for q in images)
+    assert "3 images to label next" in err
+    code, _, err = run_cli(capsys, *argv)  # a second run must not overwrite it
+    assert code == 2 and "never overwrites" in err and len(queue.read_text().splitlines()) == 4
