@@ -45,7 +45,7 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def add_subparsers(subparsers: argparse._SubParsersAction) -> None:
+def add_subparsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the workstation subcommands for ``semedge --help`` (their own options
     are parsed by the delegated module, see :func:`run`)."""
     for name, cmd in COMMANDS.items():

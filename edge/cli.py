@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edge import __version__, _workstation
 from edge.files import IMAGE_SUFFIXES, Inputs, collect_files, collect_inputs, samples_dir
@@ -155,7 +155,7 @@ def _targets(as_json: bool) -> int:
         auto, auto_reason = chosen.profile.name, chosen.reason
     except ValueError as err:
         auto, auto_reason = None, str(err)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for p in profiles:
         try:
             runtime, note = p.choose_runtime()
@@ -183,7 +183,7 @@ def _targets(as_json: bool) -> int:
     for col in ("target", "backend", "formats", "providers", "threads", "tile/stride/batch",
                 "runs here"):
         table.add_column(col)
-    notes = []
+    notes: list[str] = []
     for row in rows:
         status = row["status"]
         if status == "no":
@@ -320,13 +320,13 @@ def _run_classify(args: argparse.Namespace, cascade: Cascade, inputs: Inputs,
         progress = Progress(transient=True)
     failed = 0
     counts: Counter[str] = Counter()
-    table_rows = []
+    table_rows: list[ImageResult] = []
     task = progress.add_task("classifying", total=len(files)) if progress else None
     if progress:
         progress.start()
     try:
         for k, (result, image) in enumerate(_results(cascade, inputs)):
-            if progress:
+            if progress and task is not None:
                 progress.advance(task)
             if not result.ok:
                 failed += 1
@@ -400,7 +400,7 @@ def _short_path(path: str | None) -> str:
     return rel if len(rel) < len(text) else text
 
 
-def _print_table(results: list, counts: Counter, failed: int) -> None:
+def _print_table(results: list[ImageResult], counts: Counter[str], failed: int) -> None:
     from rich import box  # noqa: PLC0415
     from rich.console import Console  # noqa: PLC0415
     from rich.markup import escape  # noqa: PLC0415

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge._plotting import INSTALL_HINT, pyplot
-from edge.evaluation import Scorecard, mistake_kind, stage1_scores
+from edge.evaluation import Prediction, Scorecard, mistake_kind, stage1_scores
 from edge.metrics import roc_curve
 
 if TYPE_CHECKING:
@@ -459,8 +459,8 @@ def run(args: argparse.Namespace) -> int:
         progress = Progress(transient=True, console=err)
         task = progress.add_task("evaluating", total=len(data))
 
-    def advance(_pred) -> None:
-        if progress is not None:
+    def advance(_pred: Prediction) -> None:
+        if progress is not None and task is not None:
             progress.advance(task)
 
     if progress:

@@ -55,7 +55,7 @@ __all__ = [
     "stage1_scores",
 ]
 
-PathLike = Union[str, os.PathLike]
+PathLike = Union[str, "os.PathLike[str]"]
 
 SCHEMA = "semedge.eval/1"
 """``schema`` value of the scorecard JSON; bumped when a key changes meaning."""
@@ -249,7 +249,7 @@ class Prediction:
         return cls(path=rel_path, truth=truth, label=result.label, score=float(result.score),
                    stage1_score=float(s1.max()) if len(s1) else math.nan,
                    tiles=len(s1), flagged_tiles=int(np.count_nonzero(result.flagged)),
-                   shape=tuple(int(v) for v in result.image_shape))
+                   shape=(int(result.image_shape[0]), int(result.image_shape[1])))
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -355,7 +355,8 @@ class Scorecard:
                        for p in self.errors],
             "predictions": [_prediction_json(p) for p in self.predictions],
         }
-        return json_safe(doc)
+        safe: dict[str, Any] = json_safe(doc)
+        return safe
 
 
 def _prediction_json(p: Prediction, kind: bool = False) -> dict[str, Any]:
@@ -369,7 +370,7 @@ def _prediction_json(p: Prediction, kind: bool = False) -> dict[str, Any]:
     return out
 
 
-def _share(num: int, den: int) -> float:
+def _share(num: float, den: float) -> float:
     return num / den if den else math.nan
 
 

@@ -101,7 +101,7 @@ def _walk(folder: Path, inputs: Inputs, ancestors: tuple[tuple[int, int], ...],
             _walk(path, inputs, (*ancestors, key), seen)
 
 
-def _entry_is_dir(entry: os.DirEntry) -> bool:
+def _entry_is_dir(entry: os.DirEntry[str]) -> bool:
     """True for a folder or a link to one (a broken link or a link loop is not)."""
     try:
         return entry.is_dir()

@@ -61,8 +61,8 @@ def label_queue(predictions: Sequence[Prediction], n: int, threshold: float
     return (wrong + right)[:n]
 
 
-def write_queue_csv(items: Sequence[QueueItem], data_root: str | os.PathLike,
-                    path: str | os.PathLike) -> Path:
+def write_queue_csv(items: Sequence[QueueItem], data_root: str | os.PathLike[str],
+                    path: str | os.PathLike[str]) -> Path:
     """Write the queue as ``path,label,answer,score,why`` (``label`` pre-filled with the
     folder the image is in, for a person to confirm or correct; paths relative to the
     CSV's folder; a folder outside the taxonomy becomes ``other_defect``). An existing

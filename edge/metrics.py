@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "BinaryMetrics",
@@ -70,9 +71,9 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     return flat.reshape(n_classes, n_classes).astype(np.int64)
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    num = np.asarray(num, np.float64)
-    den = np.asarray(den, np.float64)
+def _ratio(numerator: ArrayLike, denominator: ArrayLike) -> np.ndarray:
+    num = np.asarray(numerator, np.float64)
+    den = np.asarray(denominator, np.float64)
     out = np.full(np.broadcast(num, den).shape, np.nan)
     np.divide(num, den, out=out, where=den > 0)
     return out

@@ -14,7 +14,7 @@ from edge.results import ImageResult
 
 __all__ = ["draw_overlay", "write_overlay"]
 
-PathLike = Union[str, os.PathLike]
+PathLike = Union[str, "os.PathLike[str]"]
 
 _COLOURS = {  # BGR, one per defect class; unknown is white
     "ler": (255, 191, 0), "open": (0, 0, 255), "short": (0, 165, 255),

@@ -56,7 +56,8 @@ def counts_as_target(defective: np.ndarray, k: np.ndarray) -> np.ndarray:
     (neither positives nor negatives)."""
     defective = np.asarray(defective, bool)
     k = np.asarray(k, np.float64)
-    return ~defective | np.isnan(k) | (k >= VISIBLE)
+    target: np.ndarray = ~defective | np.isnan(k) | (k >= VISIBLE)
+    return target
 
 
 def recall_by_band(defective: np.ndarray, flagged: np.ndarray, k: np.ndarray
@@ -76,7 +77,8 @@ def recall_by_band(defective: np.ndarray, flagged: np.ndarray, k: np.ndarray
     return out
 
 
-def read_visibility(root: str | os.PathLike, paths: Sequence[str | os.PathLike] | None = None
+def read_visibility(root: str | os.PathLike[str],
+                    paths: Sequence[str | os.PathLike[str]] | None = None
                     ) -> np.ndarray | dict[str, float]:
     """The ``visibility`` numbers of ``root/manifest.jsonl``.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -60,8 +61,11 @@ class Backend(ABC):
         return self.name
 
     @classmethod
-    def why_not(cls, **options: object) -> str | None:
-        """``None`` if a backend with these profile ``options`` can run here, else why."""
+    def why_not(cls, **options: Any) -> str | None:
+        """``None`` if a backend with these profile ``options`` can run here, else why.
+
+        ``options`` are the profile's backend options; subclasses take the ones they
+        read as typed keyword parameters (hence ``Any`` here, not ``object``)."""
         return None
 
 

@@ -69,7 +69,8 @@ class OnnxRuntimeSession(Session):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Logits ``[N, K]`` (float32) for ``batch`` ``[N, 1, S, S]``."""
-        return self._session.run([self._output], {self._input: batch})[0]
+        logits: np.ndarray = self._session.run([self._output], {self._input: batch})[0]
+        return logits
 
 
 class OnnxRuntimeBackend(Backend):

@@ -177,7 +177,8 @@ def quantize_input(x: np.ndarray, scale: float, zero_point: int,
         raise ValueError(f"quantization scale must be > 0, got {scale!r}")
     info = np.iinfo(dtype)
     q = np.rint(np.asarray(x, dtype=np.float32) / np.float32(scale)) + np.float32(zero_point)
-    return np.clip(q, info.min, info.max).astype(dtype)
+    out: np.ndarray = np.clip(q, info.min, info.max).astype(dtype)
+    return out
 
 
 def dequantize_output(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
@@ -189,7 +190,7 @@ def dequantize_output(q: np.ndarray, scale: float, zero_point: int) -> np.ndarra
             ).astype(np.float32)
 
 
-def _quant(detail: dict) -> tuple[float, int]:
+def _quant(detail: dict[str, Any]) -> tuple[float, int]:
     scale, zero = detail.get("quantization", (0.0, 0))
     return float(scale), int(zero)
 
@@ -251,7 +252,8 @@ class TFLiteSession(Session):
             self._current = n
         self._interp.set_tensor(self._in["index"], chunk)
         self._interp.invoke()
-        return self._interp.get_tensor(self._out["index"]).copy()
+        out: np.ndarray = self._interp.get_tensor(self._out["index"]).copy()
+        return out
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Logits ``[N, K]`` (float32) for ``batch`` ``[N, 1, S, S]`` (float32)."""
@@ -381,7 +383,7 @@ class TFLiteBackend(Backend):
         raise ProviderError(f"{file.path}: no delegate of {list(providers)} can run it: "
                             + "; ".join(problems))
 
-    def _interpreter(self, file: StageFile, model: Path, delegates: list | None) -> Any:
+    def _interpreter(self, file: StageFile, model: Path, delegates: list[Any] | None) -> Any:
         kwargs: dict[str, Any] = {"model_path": str(model)}
         if self.threads > 0:
             kwargs["num_threads"] = self.threads

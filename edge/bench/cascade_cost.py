@@ -21,7 +21,7 @@ The same code backs ``benchmarks/test_bench_cascade.py`` (:func:`classify_overhe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -168,7 +168,7 @@ def field_costs(cascade: Cascade, monolithic: Session | None, image: np.ndarray,
     rng = np.random.default_rng(0)
     order = rng.permutation(n)  # which tiles are "flagged": spread over the field
 
-    def stage2_step(k: int):
+    def stage2_step(k: int) -> Callable[[], np.ndarray]:
         idx = np.sort(order[:k])
         return lambda: cascade.stage2_probs(np.ascontiguousarray(tiles.batch[idx]))
 

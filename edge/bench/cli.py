@@ -12,13 +12,15 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["add_arguments", "run"]
 
+_T = TypeVar("_T")
 
-def _list_of(kind: Callable[[str], Any], what: str) -> Callable[[str], tuple]:
-    def parse(text: str) -> tuple:
+
+def _list_of(kind: Callable[[str], _T], what: str) -> Callable[[str], tuple[_T, ...]]:
+    def parse(text: str) -> tuple[_T, ...]:
         items = [s.strip() for s in text.split(",") if s.strip()]
         if not items:
             raise argparse.ArgumentTypeError(f"expected a comma-separated list of {what}")

@@ -59,7 +59,8 @@ class EvalSet:
     @property
     def defective(self) -> np.ndarray:
         """``(N,)`` bool: the tile shows a defect (label ≠ normal)."""
-        return self.labels != 0
+        defective: np.ndarray = self.labels != 0
+        return defective
 
     def counts(self) -> dict[str, int]:
         """Tiles per class name."""

@@ -303,7 +303,8 @@ def _run_isolated(job: dict[str, Any], workdir: Path, timeout_s: float = 1800.0)
                else f"exited with status {proc.returncode}")
         return {"error": f"the measuring process {how} ({tail[0]})"}
     with open(out_path, "rb") as fh:
-        return pickle.load(fh)
+        out: dict[str, Any] = pickle.load(fh)
+    return out
 
 
 # --------------------------------------------------------------------------- driver
@@ -390,12 +391,13 @@ def _score_all(results: dict[str, FormatResult], bundle: Bundle, profile: Profil
                  else bundle.stage1_threshold)
     ref = results.get(REFERENCE_FORMAT)
     reference = None
-    if ref is not None and ref.ran and ref.stage1_scores is not None:
+    if (ref is not None and ref.ran and ref.stage1_scores is not None
+            and ref.stage2_probs is not None):  # the child returns both or neither
         reference = (ref.stage1_scores, ref.stage2_probs)
     for res in results.values():
         if not res.ran:
             continue
-        if evalset is None or res.stage1_scores is None:
+        if evalset is None or res.stage1_scores is None or res.stage2_probs is None:
             res.accuracy_reason = eval_reason or "no evaluation set"
             continue
         res.accuracy = score(evalset, res.stage1_scores, res.stage2_probs,

@@ -7,7 +7,7 @@ the install hint when it is missing, and nothing else in ``semedge bench`` needs
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,7 +22,7 @@ __all__ = ["write_plots"]
 
 
 
-def _latency(plt, result: BenchResult, path: Path) -> bool:
+def _latency(plt: Any, result: BenchResult, path: Path) -> bool:
     rows = [r for r in result.formats if r.ran and r.stage1 is not None]
     if not rows:
         return False
@@ -40,18 +40,19 @@ def _latency(plt, result: BenchResult, path: Path) -> bool:
     return True
 
 
-def _cost(plt, result: BenchResult, path: Path) -> bool:
+def _cost(plt: Any, result: BenchResult, path: Path) -> bool:
     rows = result.cascade
     if not rows:
         return False
     rates = [100 * r.defect_rate for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(rates, [r.cascade.median_ms for r in rows], "o-", label="cascade (nominal rate)")
-    at_flag = [r.cascade_at_flag_rate for r in rows]
-    if all(t is not None for t in at_flag):
+    at_flag = [r.cascade_at_flag_rate for r in rows if r.cascade_at_flag_rate is not None]
+    if len(at_flag) == len(rows):
         ax.plot(rates, [t.median_ms for t in at_flag], "s--", label="cascade (measured flag rate)")
-    if rows[0].monolithic is not None:
-        ax.plot(rates, [r.monolithic.median_ms for r in rows], "^-", label="monolithic")
+    monolithic = [r.monolithic for r in rows if r.monolithic is not None]
+    if len(monolithic) == len(rows):  # a bundle has a monolithic model for every row or none
+        ax.plot(rates, [t.median_ms for t in monolithic], "^-", label="monolithic")
     ax.set_xlabel("defective tiles (%)")
     ax.set_ylabel("ms per field (median)")
     info = result.cascade_info
@@ -65,7 +66,7 @@ def _cost(plt, result: BenchResult, path: Path) -> bool:
     return True
 
 
-def _matrix(plt, cm: np.ndarray, cols: list[str], title: str, path: Path) -> None:
+def _matrix(plt: Any, cm: np.ndarray, cols: list[str], title: str, path: Path) -> None:
     cm = np.asarray(cm)
     rows = list(CLASSES)[: cm.shape[0]]
     fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(cols), 1.0 + 0.7 * len(rows)))

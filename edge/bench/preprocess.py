@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from edge import preprocess
 from edge.bench.timing import Timing, measure, measure_interleaved
@@ -189,13 +190,14 @@ class PreprocessComparison:
         }
 
 
-def sem_like_image(shape: tuple[int, int], dtype: np.dtype, seed: int = 0) -> np.ndarray:
+def sem_like_image(shape: tuple[int, int], dtype: DTypeLike, seed: int = 0) -> np.ndarray:
     """A deterministic test field: line pattern plus noise, full dynamic range of ``dtype``."""
     rng = np.random.default_rng(seed)
     top = np.iinfo(dtype).max
     lines = (np.sin(np.arange(shape[1]) * 2 * np.pi / 24.0) > 0).astype(np.float64)
     field = 0.2 + 0.6 * lines[None, :] + rng.normal(0, 0.08, shape)
-    return (np.clip(field, 0, 1) * top).astype(dtype)
+    image: np.ndarray = (np.clip(field, 0, 1) * top).astype(dtype)
+    return image
 
 
 def competitors(size: int, stride: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
@@ -230,8 +232,12 @@ def compare(
 
     cv2.setNumThreads(1)
     funcs = competitors(size, stride)
+
+    def on_image(f: Callable[[np.ndarray], np.ndarray]) -> Callable[[], np.ndarray]:
+        return lambda: f(image)
+
     timings = measure_interleaved(
-        {name: (lambda f=f: f(image)) for name, f in funcs.items()},
+        {name: on_image(f) for name, f in funcs.items()},
         min_time_s=min_time_s * len(funcs),
     )
     rows, cols = preprocess.tile_grid(image.shape, size=size, stride=stride)

@@ -7,7 +7,10 @@ terminal and ``--json`` always show the same numbers.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
 
 __all__ = ["SCHEMA", "render", "validate"]
 
@@ -127,7 +130,9 @@ def render(doc: Mapping[str, Any], console: Any) -> None:
     from rich.markup import escape  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
-    say = lambda text: console.print(text, highlight=False)  # noqa: E731
+    def say(text: str) -> None:
+        console.print(text, highlight=False)
+
     notes: list[str] = []
 
     def note(text: str) -> str:
@@ -148,11 +153,12 @@ def render(doc: Mapping[str, Any], console: Any) -> None:
 
     # formats
     table = Table(title="Formats (latency: one tile per call; stage 1 unless marked s2)")
-    cols = [("format", "left"), ("size", "right"), ("s1 recall", "right"),
-            ("s1 prec.", "right"), ("s2 macro-F1", "right"), ("s2 agree fp32", "right"),
-            ("p50 ms", "right"), ("p95 ms", "right"), ("p99 ms", "right"),
-            ("s2 p50 ms", "right"), ("batched ms/tile s1+s2", "right"), ("first call ms", "right"),
-            ("load ms", "right"), ("peak RSS", "right")]
+    cols: list[tuple[str, JustifyMethod]] = [
+        ("format", "left"), ("size", "right"), ("s1 recall", "right"),
+        ("s1 prec.", "right"), ("s2 macro-F1", "right"), ("s2 agree fp32", "right"),
+        ("p50 ms", "right"), ("p95 ms", "right"), ("p99 ms", "right"),
+        ("s2 p50 ms", "right"), ("batched ms/tile s1+s2", "right"), ("first call ms", "right"),
+        ("load ms", "right"), ("peak RSS", "right")]
     for name, justify in cols:
         table.add_column(name, justify=justify)
     for r in doc["formats"]:

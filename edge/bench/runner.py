@@ -41,7 +41,7 @@ __all__ = ["SCHEMA_VERSION", "BenchConfig", "BenchResult", "default_threads", "r
 SCHEMA_VERSION = "semedge-bench/1"
 QUICK_PER_CLASS = 4
 
-PathLike = Union[str, os.PathLike]
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 def default_threads(cpus: int | None = None) -> tuple[int, ...]:
@@ -166,7 +166,8 @@ class BenchResult:
             "threads": [{"threads": t, **row.as_row()} for t, row in self.threads],
             "threads_info": self.threads_info,
         }
-        return json_safe(doc)
+        safe: dict[str, Any] = json_safe(doc)
+        return safe
 
 
 # --------------------------------------------------------------------------- pieces
