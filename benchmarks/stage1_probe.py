@@ -19,7 +19,7 @@ not the cascade's tiling, so compare probes with probes). Variants:
   autocorrelation shifts, both signs, on the tile blurred with σ = 1 px): SEM
   patterns are periodic, and a defect differs from every partner.
 
-Results of 2026-12-07 are in docs/training.md ("Stage 1: what limits it").
+Results of 2026-12-07 are in docs/training-results.md ("Stage 1: what limits it").
 """
 
 from __future__ import annotations

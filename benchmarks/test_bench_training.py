@@ -5,7 +5,7 @@ second against whole tiles for stage 1 and stage 2.
     pytest benchmarks/test_bench_training.py --benchmark-only
 
 The augmentation runs on the training core beside the network, so its share of a step
-is what more stage-1 samples per build minute depend on (docs/training.md). Ratios are
+is what more stage-1 samples per build minute depend on (docs/training-results.md). Ratios are
 measured in one run and recorded in the benchmark JSON (``extra_info``), not asserted:
 the machines are shared and noisy.
 """

@@ -3,7 +3,7 @@ real-dev-set numbers, each variant trained with the CPU recipe's sample budget.
 
 Written for a lent GPU machine (16 cores + one GPU; scripts/recipe-sweep runs it
 there), usable on any CUDA box; results of the run of 2026-11-27 are in
-docs/training.md. "wide" is the `default` synth recipe before that run, "narrow" the one
+docs/training-results.md. "wide" is the `default` synth recipe before that run, "narrow" the one
 after it (the current `default`).
 
     python scripts/recipe_sweep.py prep WORK          # synth + normalized caches

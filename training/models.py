@@ -52,7 +52,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     # stage 1 runs on every tile, so its cost is the cascade's floor: a 4×4 patch stem
     # (6.2 MMAC in all; 0.17 ms/tile fp32 on ORT, 2 threads, vs 0.50 ms with a 3×3 s2 stem)
     # and an 8-way training-only aux head (the labels behind the binary target: +0.08 to
-    # +0.11 held-out AUC at the same budget in the recipe sweep, docs/training.md)
+    # +0.11 held-out AUC at the same budget in the recipe sweep, docs/training-results.md)
     "stage1": Architecture("stage1", stem=16, outputs=1, max_params=100_000, stem_stride=4,
                            stages=((24, 0, 2), (32, 1, 2), (48, 1, 2), (64, 1, 1)),
                            aux_outputs=8, dense_head=True),
