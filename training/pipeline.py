@@ -87,7 +87,8 @@ def _fit_config(m: ModelRecipe, seed: int, recipe: TrainRecipe):
     return FitConfig(epochs=m.epochs, samples_per_epoch=m.samples_per_epoch,
                      batch_size=m.batch_size, lr=m.lr, weight_decay=m.weight_decay,
                      label_smoothing=m.label_smoothing, dense_weight=m.dense_weight,
-                     crop=m.crop, crop_share=m.crop_share, seed=seed,
+                     crop=m.crop, crop_share=m.crop_share,
+                     outlier_weight=m.outlier_weight, seed=seed,
                      augment=recipe.augment.with_overrides(m.augment))
 
 
@@ -605,6 +606,15 @@ def _load_data(q: _Request, pre: _Preflight, dist: Distributed, progress: Any) -
     return _Data(train, val, calib, sets, splits_path)
 
 
+def _stage2_spec(labels: np.ndarray, outliers: bool) -> tuple:
+    """Stage 2's ``(tiles kept, targets, weights, binary)``: the six classes (0–5), and
+    with ``outliers`` the ``other_defect`` tiles too (target -1, as often as one class)."""
+    from training.data import OTHER_DEFECT  # noqa: PLC0415
+
+    keep = (labels > 0) | (outliers & (labels == OTHER_DEFECT))
+    return keep, np.where(labels == OTHER_DEFECT, -1, labels - 1), None, False
+
+
 def _train_models(q: _Request, pre: _Preflight, train: Dataset, dist: Distributed,
                   progress: Any, console: Any) -> tuple[dict, dict]:
     """Build (or ``--init``) and train every model this data trains: ``(models, fits)``."""
@@ -616,7 +626,7 @@ def _train_models(q: _Request, pre: _Preflight, train: Dataset, dist: Distribute
     specs = {
         "stage1": (np.ones(len(train), bool), (train.y != 0).astype(np.float32),
                    balanced_weights(train.y, {0: 0.5}), True),
-        "stage2": (train.y > 0, train.y - 1, None, False),
+        "stage2": _stage2_spec(train.y, r.stage2.outlier_weight > 0),
         "monolithic": (train.y >= 0, train.y, None, False),
     }
     models: dict = {}

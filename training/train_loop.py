@@ -32,6 +32,8 @@ class FitConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     crop: int = 0  # train on crops of this many px (0: whole tiles); needs dense targets
     crop_share: float = 0.0  # the share of the steps, from the start, trained on crops
+    outlier_weight: float = 0.0  # class models: weight of the uniform-target loss on
+                                 # outlier tiles (target -1, e.g. other_defect)
 
 
 @dataclass
@@ -176,6 +178,9 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
                 out = out[:, 0]
                 loss = F.binary_cross_entropy_with_logits(out, yb)
                 correct += int(((out > 0).float() == yb).sum())
+            elif config.outlier_weight > 0:
+                loss = _loss_with_outliers(out, yb, config)
+                correct += int((out.argmax(1) == yb).sum())  # an outlier (-1) is never right
             else:
                 loss = F.cross_entropy(out, yb, label_smoothing=config.label_smoothing)
                 correct += int((out.argmax(1) == yb).sum())
@@ -296,6 +301,24 @@ def _sum_over_ranks(values: tuple[float, int, int], device: str) -> tuple[float,
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t[0]), int(t[1]), int(t[2])
+
+
+def _loss_with_outliers(logits, targets, config: FitConfig):
+    """Cross-entropy on the tiles of a class (target ≥ 0) plus, weighted by
+    ``config.outlier_weight``, the cross-entropy to the uniform distribution on the
+    outlier tiles (target -1): outlier exposure, which teaches the model to be unsure on
+    defects of no class it knows, so that a low top probability means ``unknown``."""
+    import torch.nn.functional as F  # noqa: PLC0415
+
+    known = targets >= 0
+    loss = logits.sum() * 0.0
+    if bool(known.any()):
+        loss = loss + F.cross_entropy(logits[known], targets[known],
+                                      label_smoothing=config.label_smoothing) * known.float().mean()
+    if bool((~known).any()):
+        uniform = -F.log_softmax(logits[~known], dim=1).mean(dim=1).mean()
+        loss = loss + config.outlier_weight * uniform * (~known).float().mean()
+    return loss
 
 
 def _dense_loss(logits, cells, description: str):

@@ -256,3 +256,23 @@ def test_window_steps_draw_only_tiles_with_known_cells():
     assert all(b.shape[-1] == 32 for b in windows) and all(b.shape[-1] == 64 for b in whole)
     assert 5 not in set().union(*map(tiles_in, windows))
     assert 5 in set().union(*map(tiles_in, whole))
+
+
+def test_outlier_tiles_are_pushed_to_a_uniform_answer():
+    import torch.nn.functional as F
+
+    from training.train_loop import FitConfig, _loss_with_outliers
+
+    config = FitConfig(label_smoothing=0.0, outlier_weight=0.5)
+    logits = torch.tensor([[3.0, 0, 0, 0, 0, 0], [0, 2.0, 0, 0, 0, 0]], requires_grad=True)
+    known = torch.tensor([0, 1])
+    # no outlier: plain cross-entropy
+    torch.testing.assert_close(_loss_with_outliers(logits, known, config),
+                               F.cross_entropy(logits, known))
+    # an outlier's loss is smallest at the uniform answer, and pulls a peak down
+    outlier = torch.tensor([0, -1])
+    _loss_with_outliers(logits, outlier, config).backward()
+    assert logits.grad[1, 1] > 0 and bool((logits.grad[1, [0, 2, 3, 4, 5]] < 0).all())
+    flat = torch.zeros(1, 6, requires_grad=True)
+    _loss_with_outliers(flat, torch.tensor([-1]), config).backward()
+    assert float(flat.grad.abs().max()) < 1e-7
