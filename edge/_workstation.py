@@ -36,6 +36,8 @@ COMMANDS: dict[str, Command] = {
     "synth": Command("synth.cli", "add_arguments", "run", "generate synthetic SEM images"),
     "synth-merge": Command("synth.cli", "add_merge_arguments", "run_merge",
                            "join the shards of a 'semedge synth --shard K/N' run"),
+    "synth-train": Command("synth.cli", "add_train_arguments", "run_train",
+                           "train a synthesis model (--engine diffusion)"),
     "train": Command("training.cli", "add_train_arguments", "run_train",
                      "train the stage-1 and stage-2 models"),
     "export": Command("training.cli", "add_export_arguments", "run_export",
