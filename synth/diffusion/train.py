@@ -130,13 +130,14 @@ def train(data: str | Path, out: str | Path, *, minutes: float = 30.0, seed: int
     ema = _Ema(model, settings.ema_decay)
     step = 0
     if prior is not None and state is not None:
-        try:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            ema.model.load_state_dict(ema_weights)
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise ModelFolderError(f"{out / STATE_NAME}: does not fit the architecture in "
-                                   f"{CONFIG_NAME} ({str(exc).splitlines()[0]})") from None
+        for name, load in ((STATE_NAME, lambda: (model.load_state_dict(state["model"]),
+                                                 opt.load_state_dict(state["optimizer"]))),
+                           (WEIGHTS_NAME, lambda: ema.model.load_state_dict(ema_weights))):
+            try:
+                load()
+            except (RuntimeError, ValueError, KeyError) as exc:
+                raise ModelFolderError(f"{out / name}: does not fit the architecture in "
+                                       f"{CONFIG_NAME} ({str(exc).splitlines()[0]})") from None
         step = int(state["step"])
         log(f"resuming {out} at step {step}")
     return _loop(model, opt, ema, tiles, arch, settings, out, prior, step, seed, minutes,

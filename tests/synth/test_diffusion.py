@@ -87,6 +87,17 @@ def test_training_resumes_from_the_folder(model: Path, data: Path, tmp_path: Pat
         train(other, out, minutes=1.0, max_steps=1, progress=False)
 
 
+def test_resuming_checks_the_training_state(model: Path, data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    shutil.copytree(model, out)
+    (out / "train_state.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelFolderError, match="train_state.pt"):
+        train(data, out, minutes=1.0, max_steps=1, progress=False)
+    (out / "config.json").unlink()
+    with pytest.raises(ModelFolderError, match="incomplete"):
+        train(data, out, minutes=1.0, max_steps=1, progress=False)
+
+
 def test_sampling_is_deterministic_for_a_seed(model: Path) -> None:
     net, config = load_model(model)
     arch = config["architecture"]
