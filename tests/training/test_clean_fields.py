@@ -62,8 +62,8 @@ def test_flag_share_counts_flagged_tiles(shipped, monkeypatch):
     assert flag_share(shipped, "lines") == 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped stage 1 flags 87 % of clean-field tiles "
-                   "(2026-12-07: lines 92 %, routed 68 %, vias 100 %; docs/training.md); "
+@pytest.mark.xfail(strict=True, reason="the shipped stage 1 flags 76 % of clean-field tiles "
+                   "(2026-12-07: lines 78 %, routed 51 %, vias 100 %; docs/training.md); "
                    "strict: this fails as soon as a rebuilt bundle meets the 5 % target")
 @pytest.mark.parametrize("family", list(FIELD_FAMILIES))
 def test_shipped_stage1_flags_at_most_5_percent_of_clean_field_tiles(shipped, family):
