@@ -127,10 +127,13 @@ class Bundle:
         try:
             return self.files[stage][fmt]
         except KeyError:
+            dropped = self.manifest.get("device_build", {}).get("dropped_formats", [])
+            hint = ("; this is a device bundle: the full bundle (or the full build of "
+                    "semedge) has it" if fmt in dropped else "")
             raise BundleError(
                 self.root / "manifest.json",
                 f"no {stage!r} model in format {fmt!r} (the bundle has: "
-                f"{', '.join(self.formats(stage)) or 'none'})",
+                f"{', '.join(self.formats(stage)) or 'none'}){hint}",
             ) from None
 
 

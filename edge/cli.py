@@ -1,6 +1,7 @@
 """The ``semedge`` command line.
 
-Device subcommands: ``info``, ``targets``, ``classify``, ``bench``, ``eval``. Workstation
+Device subcommands: ``info``, ``targets``, ``classify``, ``bench``, ``eval``,
+``device-bundle``. Workstation
 subcommands (``synth``, ``train``, ``export``) are delegated lazily by :mod:`edge._workstation`.
 Exit status: 0 success, 1 some file failed, 2 usage or setup error (bundle, target,
 missing backend).
@@ -67,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
 
     add_eval_arguments(p)
 
+    p = sub.add_parser("device-bundle", help="copy a bundle's int8 models and a manifest "
+                                              "listing only them into OUT, for a board")
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle folder (as semedge train wrote it)")
+    p.add_argument("out", metavar="OUT", help="new folder (must not exist or be empty)")
+
     _workstation.add_subparsers(sub)
     return parser
 
@@ -101,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from edge.bench.cli import run as run_bench  # noqa: PLC0415
 
             return run_bench(args)
+        if args.command == "device-bundle":
+            return _device_bundle(Path(args.bundle), Path(args.out))
         if args.command == "eval":
             from edge.eval_report import run as run_eval  # noqa: PLC0415
 
@@ -115,9 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _info() -> int:
     from edge import backends  # noqa: PLC0415
+    from edge._flavour import FLAVOUR  # noqa: PLC0415
     from edge.bundle import BundleError, default_bundle_path, load_bundle  # noqa: PLC0415
 
-    print(f"semedge {__version__} (python {sys.version.split()[0]})")
+    print(f"semedge {__version__} (python {sys.version.split()[0]}), {FLAVOUR} build")
     try:
         from edge import preprocess  # noqa: PLC0415
 
@@ -140,6 +149,26 @@ def _info() -> int:
         print(f"default bundle: {bundle.name!r} at {path} (formats: {formats})")
     except BundleError as err:
         print(f"default bundle: not usable ({err.reason})")
+    return 0
+
+
+# ------------------------------------------------------------------ device-bundle
+
+
+def _device_bundle(src: Path, out: Path) -> int:
+    from edge.bundle import BundleError, load_bundle  # noqa: PLC0415
+    from edge.device_bundle import DeviceBundleError, write_device_bundle  # noqa: PLC0415
+
+    try:
+        load_bundle(src)
+        written = write_device_bundle(src, out)
+        slim = load_bundle(out)
+    except (BundleError, DeviceBundleError) as err:
+        print(f"semedge device-bundle: {err}", file=sys.stderr)
+        return 2
+    size = sum(p.stat().st_size for p in written)
+    formats = ", ".join(slim.formats("stage1"))
+    print(f"{out}: {len(written)} files, {size / 1e6:.2f} MB (formats: {formats})")
     return 0
 
 
