@@ -4,10 +4,17 @@ OpenMP is used when the compiler supports it (``SEMEDGE_OPENMP=0`` turns it off)
 kernels fall back to one thread without it. ``targets/*.toml`` ship inside the wheel as
 ``edge/targets/``. ``SEMEDGE_SANITIZE=1`` builds the kernels with AddressSanitizer and
 UndefinedBehaviorSanitizer (GCC/Clang; for ``scripts/sanitize-check``, never for a wheel).
+
+``SEMEDGE_WHEEL=device`` builds the device wheel: the ``edge`` package alone (no
+``training``, no ``synth``) with the default bundle's int8 models and a manifest listing
+only them (``edge/device_bundle.py``); the fp32 models, PyTorch checkpoints,
+``splits.json`` and report stay in the full build, which ``semedge train --init default``
+reads on a workstation.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -16,10 +23,14 @@ from pathlib import Path
 
 import numpy as np
 from Cython.Build import cythonize
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).parent
+FLAVOUR = os.environ.get("SEMEDGE_WHEEL", "full")
+if FLAVOUR not in ("full", "device"):
+    sys.exit(f"SEMEDGE_WHEEL must be 'full' or 'device', not {FLAVOUR!r}")
+DEVICE = FLAVOUR == "device"
 
 
 def _compiler_supports_openmp() -> bool:
@@ -64,15 +75,50 @@ extensions = [
 ]
 
 
+def _load_device_bundle_module():
+    """``edge/device_bundle.py`` loaded by path (the package itself is not built yet)."""
+    spec = importlib.util.spec_from_file_location(
+        "_semedge_device_bundle", ROOT / "edge" / "device_bundle.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 class BuildPyWithTargets(build_py):
-    """Copy the board profiles from ``targets/`` into ``edge/targets/`` of the build."""
+    """Copy the board profiles from ``targets/`` into ``edge/targets/`` of the build; in
+    the device build, also write the default bundle's device part and mark the flavour."""
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        # copy every file on every build: a build/ folder left by the other flavour holds
+        # newer files (manifest, _flavour.py) that an up-to-date check would keep
+        self.force = True
 
     def run(self) -> None:
         super().run()
-        dest = Path(self.build_lib) / "edge" / "targets"
+        edge_dir = Path(self.build_lib) / "edge"
+        dest = edge_dir / "targets"
         dest.mkdir(parents=True, exist_ok=True)
         for profile in sorted((ROOT / "targets").glob("*.toml")):
             shutil.copy2(profile, dest / profile.name)
+        if DEVICE:
+            self._device_bundle(edge_dir)
+
+    def _device_bundle(self, edge_dir: Path) -> None:
+        for stale in ("training", "synth"):  # left in build/ by an earlier full build
+            shutil.rmtree(Path(self.build_lib) / stale, ignore_errors=True)
+        source = ROOT / "edge" / "models" / "default"
+        target = edge_dir / "models" / "default"
+        shutil.rmtree(target, ignore_errors=True)
+        if (source / "manifest.json").is_file():
+            _load_device_bundle_module().write_device_bundle(source, target)
+        (edge_dir / "_flavour.py").write_text(
+            (ROOT / "edge" / "_flavour.py").read_text().replace(
+                'FLAVOUR = "full"', 'FLAVOUR = "device"'))
+
+
+BUNDLE_FILES = ["models/*/*", "models/*/checkpoints/*", "models/*/report/*"]
+EDGE_DATA = ["py.typed", "*.pyi", "samples/*"]
 
 
 setup(
@@ -81,5 +127,9 @@ setup(
         compiler_directives={"language_level": "3", "embedsignature": True},
         include_path=["csrc"],
     ),
+    packages=find_packages(include=["edge*"] if DEVICE else ["edge*", "synth*", "training*"]),
+    # the device build writes its bundle in BuildPyWithTargets instead
+    package_data={"edge": EDGE_DATA if DEVICE else [*EDGE_DATA, *BUNDLE_FILES],
+                  "synth": ["recipes/*.toml"]},
     cmdclass={"build_py": BuildPyWithTargets},
 )

@@ -65,9 +65,7 @@ def run(name: str, argv: Sequence[str]) -> int:
         add_arguments = getattr(module, cmd.add_arguments)
         runner = getattr(module, cmd.run)
     except ImportError as err:
-        missing = getattr(err, "name", None) or str(err)
-        print(f"semedge {name}: needs the workstation extra (missing: {missing}); install it "
-              f"with: pip install 'semedge[{cmd.extra}]'", file=sys.stderr)
+        print(f"semedge {name}: {_unavailable_reason(cmd, err)}", file=sys.stderr)
         return 2
     except AttributeError as err:
         print(f"semedge {name}: {cmd.module} does not provide it yet ({err})", file=sys.stderr)
@@ -77,6 +75,19 @@ def run(name: str, argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     result = runner(args)
     return int(result or 0)
+
+
+def _unavailable_reason(cmd: Command, err: ImportError) -> str:
+    """Why a workstation command cannot run here, and what to install."""
+    from edge._flavour import FLAVOUR  # noqa: PLC0415
+
+    if FLAVOUR == "device":
+        return ("not part of the device build of semedge (the runtime and int8 models "
+                "only); run it on a workstation with the full build: "
+                f"pip install 'semedge[{cmd.extra}]' from the source tree (docs/arm.md)")
+    missing = getattr(err, "name", None) or str(err)
+    return (f"needs the workstation extra (missing: {missing}); install it with: "
+            f"pip install 'semedge[{cmd.extra}]'")
 
 
 class WorkstationUnavailable(ImportError):
