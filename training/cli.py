@@ -26,6 +26,20 @@ def _eval_set(text: str):
     return EvalSet(name, Path(path))
 
 
+DEFAULT_BUNDLE_NAME = "default"
+"""``--init default`` / ``--complete-from default``: the bundle shipped in the package."""
+
+
+def _bundle_folder(text: str | None) -> Path | None:
+    """The folder ``text`` names: the shipped default bundle's for ``default`` (a folder
+    of that name in the working directory is given as ``./default``)."""
+    if text is None or text != DEFAULT_BUNDLE_NAME:
+        return None if text is None else Path(text)
+    from edge.bundle import default_bundle_path  # noqa: PLC0415
+
+    return default_bundle_path()
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``semedge train``."""
     parser.add_argument("--data", type=Path, default=None,
@@ -36,12 +50,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", type=Path, default=None, metavar="FILE.csv",
                         help="'path,label' rows instead of label folders (paths relative "
                              "to the CSV's folder)")
-    parser.add_argument("--init", type=Path, default=None, metavar="BUNDLE",
+    parser.add_argument("--init", default=None, metavar="BUNDLE",
                         help="fine-tune from BUNDLE's checkpoints instead of training from "
-                             "scratch; a stage the data cannot train is taken from it")
-    parser.add_argument("--complete-from", type=Path, default=None, metavar="BUNDLE",
+                             "scratch ('default': the bundle shipped with semedge); a stage "
+                             "the data cannot train is taken from it")
+    parser.add_argument("--complete-from", default=None, metavar="BUNDLE",
                         help="train from scratch; a stage the data cannot train is taken "
-                             "from BUNDLE")
+                             "from BUNDLE ('default': the bundle shipped with semedge)")
     parser.add_argument("--drop-duplicates", action="store_true",
                         help="keep one copy of an image found twice with one label, drop "
                              "every copy of one found with conflicting labels (each "
@@ -121,7 +136,8 @@ def run_train(args: argparse.Namespace) -> int:
                      checkpoint_dir=args.checkpoints, name=args.name, command=command,
                      recipe_path=str(args.recipe) if args.recipe else None, quiet=args.quiet,
                      pipeline_start=args.pipeline_start, labels_csv=args.labels,
-                     init=args.init, complete_from=args.complete_from, device=args.device,
+                     init=_bundle_folder(args.init),
+                     complete_from=_bundle_folder(args.complete_from), device=args.device,
                      drop_duplicates=args.drop_duplicates)
     except ExportRefused as err:
         print(f"semedge train: {err}", file=sys.stderr)

@@ -96,3 +96,18 @@ def test_provenance_is_recorded(manifest):
     assert prov["recipe"] == "default" and prov["recipe_sha256"]
     assert isinstance(prov["seed"], int) and prov["created"]
     assert prov["pipeline_seconds"] is None or prov["pipeline_seconds"] > 0
+
+
+def test_init_default_names_the_shipped_bundle_and_its_checkpoints_load():
+    """``semedge train --init default`` on the full build: the shipped bundle's
+    checkpoints are found and hash-checked (the device build has none)."""
+    from pathlib import Path
+
+    from training.cli import _bundle_folder
+    from training.pipeline import init_checkpoints
+
+    assert _bundle_folder("default") == ROOT
+    assert _bundle_folder("./default") == Path("default")
+    checkpoints = init_checkpoints(load_bundle(_bundle_folder("default")))
+    assert sorted(checkpoints) == ["monolithic", "stage1", "stage2"]
+    assert all(path.is_file() and path.is_relative_to(ROOT) for path in checkpoints.values())
