@@ -36,8 +36,8 @@ DEVICE = FLAVOUR == "device"
 def _compiler_supports_openmp() -> bool:
     if os.environ.get("SEMEDGE_OPENMP", "1") == "0" or sys.platform == "win32":
         return False
-    from distutils.ccompiler import new_compiler  # noqa: PLC0415  (setuptools vendors it)
-    from distutils.sysconfig import customize_compiler  # noqa: PLC0415
+    from distutils.ccompiler import new_compiler  # setuptools vendors it
+    from distutils.sysconfig import customize_compiler
 
     compiler = new_compiler()
     customize_compiler(compiler)
@@ -47,7 +47,7 @@ def _compiler_supports_openmp() -> bool:
         try:
             objs = compiler.compile([str(src)], output_dir=tmp, extra_postargs=["-fopenmp"])
             compiler.link_executable(objs, str(Path(tmp) / "omp"), extra_postargs=["-fopenmp"])
-        except Exception:  # any compile or link failure means: no OpenMP here
+        except Exception:  # noqa: BLE001 - any compile or link failure means: no OpenMP here
             return False
     return True
 

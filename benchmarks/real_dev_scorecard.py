@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worst", default="24", help="mistakes on the contact sheet")
     args = parser.parse_args(argv)
 
-    from edge.cli import main as semedge  # noqa: PLC0415
+    from edge.cli import main as semedge
 
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("COLUMNS", "120")  # tables into a file: wide enough not to wrap

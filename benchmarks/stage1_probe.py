@@ -92,9 +92,9 @@ def scores_of(neg: np.ndarray, pos: np.ndarray) -> dict:
 
 
 def build(layout: str, channels: int):
-    import torch  # noqa: PLC0415
+    import torch
 
-    from training.models import (  # noqa: PLC0415
+    from training.models import (
         ARCHITECTURES,
         ResidualBlock,
         TileNet,
@@ -117,13 +117,13 @@ def build(layout: str, channels: int):
 
 
 def main(argv: list[str] | None = None) -> int:
-    import torch  # noqa: PLC0415
+    import torch
 
-    from training.cell_masks import read_masks  # noqa: PLC0415
-    from training.data import discover, load_dataset  # noqa: PLC0415
-    from training.pipeline import _aux_targets, _dense_targets, _fit_config  # noqa: PLC0415
-    from training.recipe import load_recipe  # noqa: PLC0415
-    from training.train_loop import balanced_weights, fit, predict_logits  # noqa: PLC0415
+    from training.cell_masks import read_masks
+    from training.data import discover, load_dataset
+    from training.pipeline import _aux_targets, _dense_targets, _fit_config
+    from training.recipe import load_recipe
+    from training.train_loop import balanced_weights, fit, predict_logits
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--train", required=True)

@@ -49,7 +49,7 @@ def _bundle(tmp: Path) -> Path | None:
             return None  # use the default bundle
     except BundleError:
         pass
-    from bundle_factory import make_bundle  # noqa: PLC0415
+    from bundle_factory import make_bundle
 
     return make_bundle(tmp, formats=("onnx", "onnx-int8"), realistic=True, monolithic=True)
 

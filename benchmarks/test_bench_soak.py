@@ -37,7 +37,7 @@ THREADS = 2
 def rss_bytes() -> int:
     """Resident set size now (psutil when installed, else ``/proc/self/statm``)."""
     try:
-        import psutil  # noqa: PLC0415
+        import psutil
     except ImportError:
         with open("/proc/self/statm") as fh:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

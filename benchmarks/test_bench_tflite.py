@@ -30,7 +30,7 @@ THREADS = (1, 2)
 
 
 def _calibration(n_images: int = 8, seed: int = 0) -> np.ndarray:
-    from edge.preprocess import tile  # noqa: PLC0415
+    from edge.preprocess import tile
 
     rng = np.random.default_rng(seed)
     tiles = []
@@ -50,16 +50,16 @@ def _calibration(n_images: int = 8, seed: int = 0) -> np.ndarray:
 def models(tmp_path_factory) -> dict[str, dict[str, Path]]:
     pytest.importorskip("torch", reason="needs semedge[train] (torch) to build the models")
     pytest.importorskip("ai_edge_litert", reason="needs ai-edge-litert (semedge[tflite])")
-    from training.export.tflite import convert_tflite, tflite_env  # noqa: PLC0415
+    from training.export.tflite import convert_tflite, tflite_env
 
     env = tflite_env()
     if not (env / "bin" / "python").exists():
         pytest.skip(f"no TFLite environment at {env}: create it with scripts/setup-tflite")
-    import torch  # noqa: PLC0415
+    import torch
 
-    from training.export.onnx import export_onnx  # noqa: PLC0415
-    from training.export.quantize import quantize_int8  # noqa: PLC0415
-    from training.models import build_model  # noqa: PLC0415
+    from training.export.onnx import export_onnx
+    from training.export.quantize import quantize_int8
+    from training.models import build_model
 
     out = tmp_path_factory.mktemp("bench-tflite")
     calib = _calibration()
@@ -82,8 +82,8 @@ def models(tmp_path_factory) -> dict[str, dict[str, Path]]:
 
 
 def _sessions(files: dict[str, Path], stage: str) -> dict[str, object]:
-    from edge.backends import create_backend  # noqa: PLC0415
-    from edge.bundle import STAGES, StageFile  # noqa: PLC0415
+    from edge.backends import create_backend
+    from edge.bundle import STAGES, StageFile
 
     sessions = {}
     for threads in THREADS:
@@ -99,7 +99,7 @@ def _sessions(files: dict[str, Path], stage: str) -> dict[str, object]:
 def shipped() -> dict[str, dict[str, Path]]:
     """The shipped default bundle's ONNX fp32 / int8 and TFLite int8 files per stage."""
     pytest.importorskip("ai_edge_litert", reason="needs ai-edge-litert (semedge[tflite])")
-    from edge.bundle import load_bundle  # noqa: PLC0415
+    from edge.bundle import load_bundle
 
     bundle = load_bundle(None)
     if bundle.input_size != SIZE:
@@ -116,7 +116,7 @@ def shipped() -> dict[str, dict[str, Path]]:
 def _per_tile(benchmark, files: dict[str, Path], stage: str, min_time_s: float,
               what: str) -> tuple[dict[str, float], dict[str, float]]:
     """Time every session round-robin; ``(ms per tile, top-1 agreement with ONNX fp32)``."""
-    from edge.bench.timing import measure_interleaved  # noqa: PLC0415
+    from edge.bench.timing import measure_interleaved
 
     x = _calibration(n_images=4, seed=1)[:BATCH]
     sessions = _sessions(files, stage)

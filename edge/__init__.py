@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 # the runtime) is imported after this package, so this one line covers them all.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN  # noqa: E402
+from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN
 
 if TYPE_CHECKING:
     from edge.bundle import Bundle, PathLike
@@ -33,6 +33,6 @@ def load(bundle: Bundle | PathLike | None = None, *, target: str | Profile = "au
     Same parameters as :func:`edge.cascade.load` (``providers=[...]``: execution providers
     instead of the target profile's).
     """
-    from edge.cascade import load as _load  # noqa: PLC0415  (keeps `import edge` light)
+    from edge.cascade import load as _load  # keeps `import edge` light
 
     return _load(bundle, target=target, providers=providers)

@@ -12,10 +12,10 @@ INSTALL_HINT = "--plots needs matplotlib: pip install matplotlib (or 'semedge[de
 def pyplot() -> Any:
     """``matplotlib.pyplot`` on the Agg backend; ``ImportError`` naming what to install."""
     try:
-        import matplotlib  # noqa: PLC0415
+        import matplotlib
     except ImportError as err:
         raise ImportError(f"{INSTALL_HINT} ({err})") from None
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     return plt

@@ -79,7 +79,7 @@ def run(name: str, argv: Sequence[str]) -> int:
 
 def _unavailable_reason(cmd: Command, err: ImportError) -> str:
     """Why a workstation command cannot run here, and what to install."""
-    from edge._flavour import FLAVOUR  # noqa: PLC0415
+    from edge._flavour import FLAVOUR
 
     if FLAVOUR == "device":
         return ("not part of the device build of semedge (the runtime and int8 models "

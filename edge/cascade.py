@@ -230,7 +230,7 @@ def _read(path: PathLike) -> _Read:
         (image, notes), error = preprocess.read_image_notes(path), None
     except READ_ERRORS as err:
         image, error = None, str(err) if str(path) in str(err) else f"{path}: {err}"
-    except Exception as err:  # e.g. cv2.error from a decoder: still one bad file
+    except Exception as err:  # noqa: BLE001 - e.g. cv2.error from a decoder: still one bad file
         image, error = None, f"{path}: cannot decode ({type(err).__name__}: {err})"
     return image, error, (time.perf_counter() - t0) * 1000.0, notes
 

@@ -58,13 +58,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="formats, cascade vs monolithic, preprocessing, threads: "
                                       "tables, --json, --plots")
-    from edge.bench.cli import add_arguments as add_bench_arguments  # noqa: PLC0415
+    from edge.bench.cli import add_arguments as add_bench_arguments
 
     add_bench_arguments(p)
 
     p = sub.add_parser("eval", help="scorecard on a labelled folder: stage-1 recall, "
                                      "stage-2 macro-F1, unknown rate, --json, --plots")
-    from edge.eval_report import add_arguments as add_eval_arguments  # noqa: PLC0415
+    from edge.eval_report import add_arguments as add_eval_arguments
 
     add_eval_arguments(p)
 
@@ -104,13 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "targets":
             return _targets(args.json)
         if args.command == "bench":
-            from edge.bench.cli import run as run_bench  # noqa: PLC0415
+            from edge.bench.cli import run as run_bench
 
             return run_bench(args)
         if args.command == "device-bundle":
             return _device_bundle(Path(args.bundle), Path(args.out))
         if args.command == "eval":
-            from edge.eval_report import run as run_eval  # noqa: PLC0415
+            from edge.eval_report import run as run_eval
 
             return run_eval(args)
         return _classify(args)
@@ -122,13 +122,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _info() -> int:
-    from edge import backends  # noqa: PLC0415
-    from edge._flavour import FLAVOUR  # noqa: PLC0415
-    from edge.bundle import BundleError, default_bundle_path, load_bundle  # noqa: PLC0415
+    from edge import backends
+    from edge._flavour import FLAVOUR
+    from edge.bundle import BundleError, default_bundle_path, load_bundle
 
     print(f"semedge {__version__} (python {sys.version.split()[0]}), {FLAVOUR} build")
     try:
-        from edge import preprocess  # noqa: PLC0415
+        from edge import preprocess
 
         print(f"kernels: built, OpenMP {'yes' if preprocess.OPENMP else 'no'}")
     except ImportError as err:
@@ -136,7 +136,7 @@ def _info() -> int:
     for name in backends.backend_names():
         reason = backends.why_unavailable(name)
         if reason is None and name == "onnxruntime":
-            import onnxruntime as ort  # noqa: PLC0415
+            import onnxruntime as ort
 
             extra = f" {ort.__version__}, providers: {', '.join(ort.get_available_providers())}"
         else:
@@ -156,8 +156,8 @@ def _info() -> int:
 
 
 def _device_bundle(src: Path, out: Path) -> int:
-    from edge.bundle import BundleError, load_bundle  # noqa: PLC0415
-    from edge.device_bundle import DeviceBundleError, write_device_bundle  # noqa: PLC0415
+    from edge.bundle import BundleError, load_bundle
+    from edge.device_bundle import DeviceBundleError, write_device_bundle
 
     try:
         load_bundle(src)
@@ -176,7 +176,7 @@ def _device_bundle(src: Path, out: Path) -> int:
 
 
 def _targets(as_json: bool) -> int:
-    from edge.profiles import detect, list_profiles  # noqa: PLC0415
+    from edge.profiles import detect, list_profiles
 
     profiles = list_profiles()
     try:
@@ -204,9 +204,9 @@ def _targets(as_json: bool) -> int:
         for row in rows:
             print(json.dumps(row))
         return 0
-    from rich.console import Console  # noqa: PLC0415
-    from rich.markup import escape  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
 
     table = Table(title="semedge targets")
     for col in ("target", "backend", "formats", "providers", "threads", "tile/stride/batch",
@@ -239,8 +239,8 @@ def _targets(as_json: bool) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from edge.backends import BackendUnavailable, ProviderError  # noqa: PLC0415
-    from edge.cascade import load  # noqa: PLC0415
+    from edge.backends import BackendUnavailable, ProviderError
+    from edge.cascade import load
 
     inputs, problem = _classify_inputs(args)
     overlays: list[Path] | None = None
@@ -262,7 +262,7 @@ def _classify(args: argparse.Namespace) -> int:
 
 def _classify_inputs(args: argparse.Namespace) -> tuple[Inputs, str | None]:
     """The files to classify, or the setup problem that stops the run before any work."""
-    from edge.preprocess import pixel_limit  # noqa: PLC0415
+    from edge.preprocess import pixel_limit
 
     paths = [*args.paths, *([str(samples_dir())] if args.samples else [])]
     if not paths:
@@ -279,7 +279,7 @@ def _results(cascade: Cascade, inputs: Inputs
              ) -> Iterator[tuple[ImageResult, np.ndarray | None]]:
     """``(result, image)`` per entry of ``inputs.files``, in order: the readable ones
     through the cascade, the others as error records of their known problem."""
-    from edge.results import error_result  # noqa: PLC0415
+    from edge.results import error_result
 
     readable = cascade.iter_files(f for f in inputs.files if f not in inputs.problems)
     for path in inputs.files:
@@ -344,7 +344,7 @@ def _run_classify(args: argparse.Namespace, cascade: Cascade, inputs: Inputs,
     files = inputs.files
     progress = None
     if not args.no_progress and len(files) > 1 and sys.stderr.isatty():
-        from rich.progress import Progress  # noqa: PLC0415
+        from rich.progress import Progress
 
         progress = Progress(transient=True)
     failed = 0
@@ -378,7 +378,7 @@ def _run_classify(args: argparse.Namespace, cascade: Cascade, inputs: Inputs,
 def _write_overlay(image: np.ndarray, result: ImageResult, path: Path) -> bool:
     """Write one overlay without replacing any file; False (and a line on stderr) if it
     cannot be written."""
-    from edge.overlay import write_overlay  # noqa: PLC0415
+    from edge.overlay import write_overlay
 
     target = path
     for n in range(1, 10_000):
@@ -398,7 +398,7 @@ def _write_overlay(image: np.ndarray, result: ImageResult, path: Path) -> bool:
 def sample_truths() -> dict[str, str]:
     """``{absolute path of a shipped sample: its ground truth}`` from ``samples.json``: the
     class of a tile, ``normal`` for a field without defects, else its defects' labels."""
-    import json  # noqa: PLC0415
+    import json
 
     folder = samples_dir()
     try:
@@ -430,12 +430,12 @@ def _short_path(path: str | None) -> str:
 
 
 def _print_table(results: list[ImageResult], counts: Counter[str], failed: int) -> None:
-    from rich import box  # noqa: PLC0415
-    from rich.console import Console  # noqa: PLC0415
-    from rich.markup import escape  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
+    from rich import box
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
 
-    from edge.classes import CLASSES, UNKNOWN  # noqa: PLC0415
+    from edge.classes import CLASSES, UNKNOWN
 
     known = sample_truths()
     truths = [known.get(os.path.abspath(str(r.path))) for r in results]

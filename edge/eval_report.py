@@ -71,8 +71,8 @@ def _pct(value: float) -> str:
 def print_scorecard(card: Scorecard, console: Console, *, worst: int = 8) -> None:
     """Readable rich tables: data, stage 1, stage 2 per class, out-of-taxonomy, the
     worst mistakes."""
-    from rich.markup import escape  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
+    from rich.markup import escape
+    from rich.table import Table
 
     d, run = card.data, card.run
     head = f"{d['read']} of {d['images']} images read"
@@ -262,9 +262,9 @@ def write_stage1_png(card: Scorecard, path: str | Path) -> None:
 def _thumbnail(path: Path, size: int) -> np.ndarray:
     """The image, percentile-normalized like the cascade sees it, fitted into a
     ``size`` square (uint8 gray); a grey square with an X when it cannot be read."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
-    from edge import preprocess  # noqa: PLC0415
+    from edge import preprocess
 
     cell = np.full((size, size), 64, np.uint8)
     try:
@@ -294,7 +294,7 @@ def contact_sheet(card: Scorecard, root: str | Path, path: str | Path, *,
     int
         Images drawn (0 writes a sheet that says there were no mistakes).
     """
-    import cv2  # noqa: PLC0415
+    import cv2
 
     root = Path(root)
     items = card.worst
@@ -396,7 +396,7 @@ def _write_queue(card: Scorecard, root: Path, threshold: float, args: argparse.N
                  err: Console) -> int:
     """``--queue N``: the CSV, and the queue in the scorecard's ``run``; 2 if the CSV
     cannot be written."""
-    from edge.label_queue import label_queue, write_queue_csv  # noqa: PLC0415
+    from edge.label_queue import label_queue, write_queue_csv
 
     items = label_queue(card.predictions, args.queue, threshold)
     try:
@@ -416,16 +416,16 @@ def _write_queue(card: Scorecard, root: Path, threshold: float, args: argparse.N
 
 def run(args: argparse.Namespace) -> int:
     """Run ``semedge eval`` with parsed ``args``; return the exit status."""
-    from rich.console import Console  # noqa: PLC0415
+    from rich.console import Console
 
-    from edge.backends import BackendUnavailable, ProviderError  # noqa: PLC0415
-    from edge.bundle import BundleError, default_bundle_path  # noqa: PLC0415
-    from edge.cascade import load  # noqa: PLC0415
-    from edge.evaluation import evaluate, scan_data  # noqa: PLC0415
+    from edge.backends import BackendUnavailable, ProviderError
+    from edge.bundle import BundleError, default_bundle_path
+    from edge.cascade import load
+    from edge.evaluation import evaluate, scan_data
 
     if args.plots:
         try:
-            import matplotlib  # noqa: F401, PLC0415
+            import matplotlib  # noqa: F401
         except ImportError:
             return _error(INSTALL_HINT)
     try:
@@ -454,7 +454,7 @@ def run(args: argparse.Namespace) -> int:
 
     progress = task = None
     if not args.no_progress and len(data) > 1 and sys.stderr.isatty():
-        from rich.progress import Progress  # noqa: PLC0415
+        from rich.progress import Progress
 
         progress = Progress(transient=True, console=err)
         task = progress.add_task("evaluating", total=len(data))

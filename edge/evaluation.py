@@ -223,10 +223,12 @@ class Prediction:
 
     @property
     def ok(self) -> bool:
+        """Whether the image was read and classified (no ``error``)."""
         return self.error is None
 
     @property
     def in_taxonomy(self) -> bool:
+        """Whether the true label is one of the seven classes (not ``other_defect``)."""
         return self.truth in CLASSES
 
     @property
@@ -334,11 +336,12 @@ class Scorecard:
 
     @property
     def errors(self) -> list[Prediction]:
+        """The predictions of images that could not be read or classified."""
         return [p for p in self.predictions if not p.ok]
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document (``schema`` = :data:`SCHEMA`); nan → ``null``."""
-        from edge import __version__  # noqa: PLC0415
+        from edge import __version__
 
         doc = {
             "schema": SCHEMA,

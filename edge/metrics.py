@@ -153,6 +153,7 @@ class BinaryMetrics:
     fn: int
 
     def as_dict(self) -> dict[str, float | int]:
+        """The rates and counts as a JSON-ready dict."""
         return {"recall": self.recall, "precision": self.precision,
                 "specificity": self.specificity, "tp": self.tp, "fp": self.fp,
                 "tn": self.tn, "fn": self.fn}

@@ -26,7 +26,7 @@ _COLOURS = {  # BGR, one per defect class; unknown is white
 def draw_overlay(image: np.ndarray, result: ImageResult) -> np.ndarray:
     """Return a BGR uint8 copy of ``image`` (percentile-normalized for display) with
     every tile stage 2 saw drawn in its class colour and labelled ``label score``."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
     gray = (preprocess.normalize(image) * 255.0 + 0.5).astype(np.uint8)
     canvas = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
@@ -56,7 +56,7 @@ def write_overlay(image: np.ndarray, result: ImageResult, path: PathLike, *,
     works (OpenCV's own writer crashes on names that are not valid UTF-8). With
     ``replace=False`` an existing file is never touched: ``FileExistsError``.
     """
-    import cv2  # noqa: PLC0415
+    import cv2
 
     path = Path(path)
     ok, png = cv2.imencode(".png", draw_overlay(image, result))

@@ -428,7 +428,7 @@ def downscale_large(image: np.ndarray, size: int = 224) -> np.ndarray:
 
 
 def _resize_shorter_side(image: np.ndarray, size: int, interpolation: str) -> np.ndarray:
-    import cv2  # noqa: PLC0415  (OpenCV is only needed on this path and for reading)
+    import cv2  # OpenCV is only needed on this path and for reading
 
     h, w = image.shape
     scale = size / min(h, w)
@@ -462,7 +462,7 @@ def _header_info(path: Path) -> tuple[int, int, int] | None:
     """Width, height and page count from the file header (no pixel decoding), or None if
     Pillow cannot identify the file."""
     try:
-        from PIL import Image  # noqa: PLC0415
+        from PIL import Image
     except ImportError:  # Pillow is optional; OpenCV's own pixel limit still applies
         return None
     Image.MAX_IMAGE_PIXELS = None  # we apply our own limit below, with the file's name
@@ -471,7 +471,7 @@ def _header_info(path: Path) -> tuple[int, int, int] | None:
             warnings.simplefilter("ignore")  # Pillow's complaints about odd metadata
             with Image.open(path) as im:
                 return im.size[0], im.size[1], _page_count(im)
-    except Exception:  # unidentified by Pillow: let OpenCV decide and report
+    except Exception:  # noqa: BLE001 - unidentified by Pillow: let OpenCV decide and report
         return None
 
 
@@ -479,7 +479,7 @@ def _page_count(im: object) -> int:
     """Pages (TIFF directories, APNG frames) Pillow sees; 1 when it cannot count them."""
     try:
         return max(1, int(getattr(im, "n_frames", 1)))
-    except Exception:  # a broken chain of pages: OpenCV reads what it can of page 1
+    except Exception:  # noqa: BLE001 - a broken chain of pages: OpenCV reads what it can of page 1
         return 1
 
 
@@ -613,7 +613,7 @@ def _check_header(path: Path, header: tuple[int, int, int], limit: int,
 
 def _decode(path: Path) -> tuple[np.ndarray | None, list[str]]:
     """OpenCV's decode of the file's bytes and what the decoders printed meanwhile."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
     try:
         data = np.fromfile(path, dtype=np.uint8)
@@ -629,7 +629,7 @@ def _decode(path: Path) -> tuple[np.ndarray | None, list[str]]:
 
 
 def _to_single_channel(image: np.ndarray, path: Path, notes: list[str]) -> np.ndarray:
-    import cv2  # noqa: PLC0415
+    import cv2
 
     channels = image.shape[2]
     if channels == 1:

@@ -126,7 +126,7 @@ def run_diffusion(args: argparse.Namespace) -> int:
 
 
 def _set_threads(threads: int | None) -> None:
-    import torch  # noqa: PLC0415
+    import torch
 
     if threads is not None:
         if threads < 1:
@@ -185,7 +185,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _architecture(resolution: int | None, channels: str | None) -> Any:
     """The ``Architecture`` the options ask for; None when neither is given."""
-    from synth.diffusion.config import Architecture  # noqa: PLC0415
+    from synth.diffusion.config import Architecture
 
     if resolution is None and channels is None:
         return None

@@ -39,6 +39,7 @@ class ProceduralGenerator:
 
     def generate(self, labels: Iterable[str], per_class: int, seed: int, size: int
                  ) -> Iterator[tuple[np.ndarray, Record]]:
+        """Render ``per_class`` images of each label: ``(image, record)`` pairs, in order."""
         for label in labels:
             for i in range(per_class):
                 yield render(self.recipe, label, i, seed, size)
@@ -177,7 +178,7 @@ def write_dataset(out: str | Path, per_class: int, seed: int,
     ``shard=(K, N)`` writes only shard ``K`` of ``N`` of the run (``synth.shards``: its
     images, and its manifest under ``out/shards/``, which is returned); ``merge_shards``
     joins the ``N`` shards into the single run's files, byte for byte."""
-    from synth import shards as sh  # noqa: PLC0415
+    from synth import shards as sh
 
     rec = load_recipe(recipe)
     _check_counts(per_class, size, fields, workers)

@@ -67,6 +67,7 @@ def _locate(rng, scene: Scene, valid: tuple, where: Point, pad: float, margin: f
 
 
 def place_open(rng, d: dict, scene: Scene, valid: tuple, where: Point = None) -> Result:
+    """Cut a gap across a line (an ``open``); ``None`` when the scene has no line."""
     g, mask = scene.geom, _mask(scene)
     if "left" not in g:
         return None
@@ -93,6 +94,7 @@ def place_open(rng, d: dict, scene: Scene, valid: tuple, where: Point = None) ->
 # ---- short ------------------------------------------------------------------------------------
 
 def place_short(rng, d: dict, scene: Scene, valid: tuple, where: Point = None) -> Result:
+    """Bridge two neighbouring lines (a ``short``); ``None`` when the scene has no lines."""
     g, mask = scene.geom, _mask(scene)
     if "left" not in g:
         return None
@@ -131,6 +133,7 @@ def place_short(rng, d: dict, scene: Scene, valid: tuple, where: Point = None) -
 
 def place_void(rng, d: dict, scene: Scene, valid: tuple, where: Point = None,
                radius: float | None = None) -> Result:
+    """Carve a void (round or irregular) into the material."""
     g, mask = scene.geom, _mask(scene)
     r = radius if radius is not None else uni(rng, d["radius_px"])
     irregular = bool(rng.random() < d["irregular_prob"])
@@ -219,6 +222,7 @@ def _side_level(scene: Scene, x: float, y: float) -> float:
 
 
 def place_malformed(rng, d: dict, scene: Scene, valid: tuple, where: Point = None) -> Result:
+    """Deform a via (top-down or in cross-section): a ``malformed_via``."""
     mask = _mask(scene)
     if scene.family == "vias":
         return _malformed_top(rng, d, scene, valid, where, mask)
@@ -361,6 +365,7 @@ def _walk(rng, x: float, y: float, theta: float, length: float, jag: float) -> n
 
 
 def place_crack(rng, d: dict, scene: Scene, valid: tuple, where: Point = None) -> Result:
+    """Draw a thin crack (sometimes branching) across the material."""
     mask = _mask(scene)
     length = loguni(rng, d["length_px"])
     width = uni(rng, d["width_px"])
@@ -411,6 +416,7 @@ def place_crack(rng, d: dict, scene: Scene, valid: tuple, where: Point = None) -
 # ---- other (out of taxonomy) ------------------------------------------------------------------
 
 def place_other(rng, d: dict, scene: Scene, valid: tuple, where: Point = None) -> Result:
+    """Place a defect outside the six classes (particle, residue…): ``other_defect``."""
     mask = _mask(scene)
     kind = str(rng.choice(d["kinds"]))
     size, ss = scene.size, scene.ss

@@ -28,14 +28,17 @@ class Scene:
 
     @property
     def n(self) -> int:
+        """Side of the supersampled canvas in pixels."""
         return self.size * self.ss
 
     def dark_map(self) -> np.ndarray:
+        """The fissure map that multiplies the signal down, created on first use."""
         if self.dark is None:
             self.dark = np.zeros_like(self.mat)
         return self.dark
 
     def bright_map(self) -> np.ndarray:
+        """The particle map that adds signal, created on first use."""
         if self.bright is None:
             self.bright = np.zeros_like(self.mat)
         return self.bright

@@ -248,11 +248,13 @@ def make_rng(image_seed: int) -> np.random.Generator:
 
 
 def uni(rng: np.random.Generator, rng_range: list) -> float:
+    """A uniform draw from ``[lo, hi]``."""
     lo, hi = rng_range
     return float(lo + (hi - lo) * rng.random())
 
 
 def loguni(rng: np.random.Generator, rng_range: list) -> float:
+    """A log-uniform draw from ``[lo, hi]`` (uniform when ``lo <= 0`` or ``lo == hi``)."""
     lo, hi = rng_range
     if lo <= 0 or lo == hi:
         return uni(rng, rng_range)
@@ -260,11 +262,13 @@ def loguni(rng: np.random.Generator, rng_range: list) -> float:
 
 
 def randint(rng: np.random.Generator, rng_range: list) -> int:
+    """A uniform integer draw from ``[lo, hi]``, both included."""
     lo, hi = rng_range
     return int(rng.integers(int(lo), int(hi) + 1))
 
 
 def choose(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    """One key of ``weights``, drawn with probability proportional to its weight."""
     keys = sorted(weights)
     w = np.array([weights[k] for k in keys], dtype=float)
     return keys[int(rng.choice(len(keys), p=w / w.sum()))]

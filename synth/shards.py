@@ -292,7 +292,7 @@ def merge_shards(out: str | Path, shard_dirs: Sequence[str | Path], *, sheet: bo
         (out / "fields" / "manifest.jsonl").write_text(
             "".join(field_lines[k] + "\n" for k in range(nfields)))
     if sheet:
-        from synth.dataset import write_sheet  # noqa: PLC0415 - cycle
+        from synth.dataset import write_sheet  # cycle
 
         write_sheet(out, labels, per_class, out / "sheet.png")
     _remove_bookkeeping(out, [s.key for s in found])

@@ -48,6 +48,7 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> AugmentConfig:
+        """The config from a recipe's ``augment`` table; unknown keys are an error."""
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:

@@ -37,7 +37,7 @@ def read_masks(root: str | os.PathLike) -> dict[str, dict]:
 def cell_targets(paths: Sequence[str], labels: np.ndarray, masks: dict[str, dict], *,
                  size: int, grid: int, min_pixels: int = 8) -> np.ndarray:
     """``uint8 [N, grid, grid]`` cell maps for ``paths`` (label 0 = normal)."""
-    from synth.compose import rle_decode  # noqa: PLC0415 - synth imports OpenCV
+    from synth.compose import rle_decode  # synth imports OpenCV
 
     if size % grid:
         raise ValueError(f"a {grid}×{grid} cell grid does not divide a {size}-px tile")

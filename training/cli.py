@@ -18,7 +18,7 @@ EXPORT_FORMATS = ("onnx", "onnx-int8")
 
 
 def _eval_set(text: str):
-    from training.pipeline import EvalSet  # noqa: PLC0415
+    from training.pipeline import EvalSet
 
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
@@ -35,7 +35,7 @@ def _bundle_folder(text: str | None) -> Path | None:
     of that name in the working directory is given as ``./default``)."""
     if text is None or text != DEFAULT_BUNDLE_NAME:
         return None if text is None else Path(text)
-    from edge.bundle import default_bundle_path  # noqa: PLC0415
+    from edge.bundle import default_bundle_path
 
     return default_bundle_path()
 
@@ -97,19 +97,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train all stages, export ONNX fp32 + int8, evaluate, write the bundle."""
-    from dataclasses import replace  # noqa: PLC0415
+    from dataclasses import replace
 
-    from edge.bundle import BundleError  # noqa: PLC0415
-    from training.data import DatasetError  # noqa: PLC0415
-    from training.export.gate import ExportRefused  # noqa: PLC0415
-    from training.pipeline import train_bundle  # noqa: PLC0415
-    from training.recipe import load_recipe  # noqa: PLC0415
+    from edge.bundle import BundleError
+    from training.data import DatasetError
+    from training.export.gate import ExportRefused
+    from training.pipeline import train_bundle
+    from training.recipe import load_recipe
 
     if args.data is None and args.labels is None:
         print("semedge train: give --data DIR (an ImageFolder) or --labels FILE.csv",
               file=sys.stderr)
         return 2
-    from training.distributed import DeviceError, resolve_device  # noqa: PLC0415
+    from training.distributed import DeviceError, resolve_device
 
     try:
         resolve_device(args.device)
@@ -203,9 +203,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_tflite_export(args: argparse.Namespace) -> int:
-    from training.export.gate import ExportRefused  # noqa: PLC0415
-    from training.export.tflite import TFLiteEnvMissing  # noqa: PLC0415
-    from training.export.tflite_bundle import add_tflite_to_bundle  # noqa: PLC0415
+    from training.export.gate import ExportRefused
+    from training.export.tflite import TFLiteEnvMissing
+    from training.export.tflite_bundle import add_tflite_to_bundle
 
     if args.bundle is None or args.calibration is None or not args.eval:
         print("semedge export: --format tflite needs --bundle DIR, --calibration TRAIN_DIR and "
@@ -234,10 +234,10 @@ def run_export(args: argparse.Namespace) -> int:
     This writes a model file only; a bundle's manifest (hashes, thresholds, metrics)
     comes from ``semedge train``, which runs the drift gate.
     """
-    import tempfile  # noqa: PLC0415
+    import tempfile
 
     if args.setup_tflite:
-        from training.export.tflite import run_setup  # noqa: PLC0415
+        from training.export.tflite import run_setup
 
         return run_setup()
     if args.format == "tflite":
@@ -247,11 +247,11 @@ def run_export(args: argparse.Namespace) -> int:
               "--format tflite with --bundle, or --setup-tflite", file=sys.stderr)
         return 2
 
-    from training.data import DatasetError, balanced_subset, discover, load_dataset  # noqa: PLC0415
-    from training.export.onnx import export_onnx  # noqa: PLC0415
-    from training.export.quantize import quantize_int8  # noqa: PLC0415
-    from training.pipeline import load_checkpoint  # noqa: PLC0415
-    from training.recipe import TrainRecipe  # noqa: PLC0415
+    from training.data import DatasetError, balanced_subset, discover, load_dataset
+    from training.export.onnx import export_onnx
+    from training.export.quantize import quantize_int8
+    from training.pipeline import load_checkpoint
+    from training.recipe import TrainRecipe
 
     try:
         model, ckpt = load_checkpoint(args.checkpoint)
@@ -299,7 +299,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_data(args: argparse.Namespace) -> int:
     """Write a public data set as ``OUT/train/<label>/`` and ``OUT/test/<label>/``."""
-    from training.datasets.elpv import ElpvMissing, write_elpv  # noqa: PLC0415
+    from training.datasets.elpv import ElpvMissing, write_elpv
 
     try:
         summary = write_elpv(args.out, classes=args.classes, seed=args.seed,

@@ -80,10 +80,12 @@ class Dataset:
         return int(self.y.shape[0])
 
     def subset(self, index: np.ndarray) -> Dataset:
+        """The images at ``index`` (labels and paths alike)."""
         index = np.asarray(index, dtype=np.int64)
         return Dataset(self.x[index], self.y[index], [self.paths[i] for i in index])
 
     def counts(self) -> dict[str, int]:
+        """Images per label name."""
         names = LABEL_NAMES
         values, counts = np.unique(self.y, return_counts=True)
         return {names[int(v)]: int(c) for v, c in zip(values, counts)}
@@ -121,7 +123,7 @@ def discover(root: PathLike) -> tuple[list[str], np.ndarray]:
 def load_tile(path: PathLike, *, size: int = 224, low: float = 1.0,
               high: float = 99.0) -> np.ndarray:
     """One image file → one ``(1, size, size)`` float32 tile, by the rule above."""
-    from edge import preprocess  # noqa: PLC0415
+    from edge import preprocess
 
     image = preprocess.read_image(path)
     return image_to_tile(image, size=size, low=low, high=high)
@@ -130,7 +132,7 @@ def load_tile(path: PathLike, *, size: int = 224, low: float = 1.0,
 def image_to_tile(image: np.ndarray, *, size: int = 224, low: float = 1.0,
                   high: float = 99.0) -> np.ndarray:
     """A raw 2-D uint8/uint16 image → one ``(1, size, size)`` float32 tile."""
-    from edge import preprocess  # noqa: PLC0415
+    from edge import preprocess
 
     image = preprocess.prepare_small(preprocess.validate_image(image), size)
     image = preprocess.downscale_large(image, size)  # the bundle's large_image: "resize"

@@ -23,7 +23,7 @@ class DeviceError(ValueError):
 
 def cuda_missing_reason() -> str | None:
     """Why CUDA cannot be used here, or ``None`` when it can."""
-    import torch  # noqa: PLC0415
+    import torch
 
     if torch.cuda.is_available():
         return None
@@ -71,7 +71,7 @@ class Distributed:
 
     def finish(self) -> None:
         """Wait for every rank (rank 0 has written the bundle), then leave the group."""
-        import torch.distributed as dist  # noqa: PLC0415
+        import torch.distributed as dist
 
         if self.world_size > 1 and dist.is_initialized():
             dist.barrier()
@@ -79,7 +79,7 @@ class Distributed:
 
     def abort(self) -> None:
         """Leave the group without waiting (after an error; torchrun stops the others)."""
-        import torch.distributed as dist  # noqa: PLC0415
+        import torch.distributed as dist
 
         if self.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
@@ -94,8 +94,8 @@ def setup(device: str = "auto") -> Distributed:
     world = world_size_from_env()
     if world <= 1:
         return Distributed(device=kind, kind=kind)
-    import torch  # noqa: PLC0415
-    import torch.distributed as dist  # noqa: PLC0415
+    import torch
+    import torch.distributed as dist
 
     if not dist.is_available():
         raise DeviceError(f"WORLD_SIZE={world} but this torch has no torch.distributed")
@@ -116,7 +116,7 @@ def join_group(device: str) -> tuple[int, int]:
     """``(rank, world size)``: of the ``torch.distributed`` default group, which a process
     launched by torchrun (``WORLD_SIZE`` > 1) joins here if it has not yet (gloo for a CPU
     ``device``, NCCL for CUDA); ``(0, 1)`` in a single process."""
-    import torch.distributed as dist  # noqa: PLC0415
+    import torch.distributed as dist
 
     if not dist.is_available():
         if world_size_from_env() > 1:

@@ -211,7 +211,7 @@ def cascade_vs_monolithic(metrics: dict, costs: dict[str, dict[str, float]]) -> 
 
 
 def _session(path: str, threads: int):
-    import onnxruntime as ort  # noqa: PLC0415
+    import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads

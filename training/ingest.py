@@ -92,10 +92,12 @@ class Layout:
 
     @property
     def stages(self) -> tuple[str, ...]:
+        """The models this layout trains, in training order."""
         return tuple(s for s in ("stage1", "stage2", "monolithic") if getattr(self, s))
 
     @property
     def name(self) -> str:
+        """``full``, ``stage1-only``, ``stage2-only`` or ``none``."""
         if self.stage1 and self.stage2:
             return "full"
         return "stage1-only" if self.stage1 else "stage2-only" if self.stage2 else "none"
@@ -138,16 +140,20 @@ class IngestReport:
 
     @property
     def ok(self) -> bool:
+        """Whether the pre-flight found no error."""
         return not self.errors
 
     @property
     def layout(self) -> Layout:
+        """What the labels present can train."""
         return layout_of(LABEL_NAMES[v] for v in set(self.labels))
 
     def label_array(self) -> np.ndarray:
+        """The label indices as an int64 array."""
         return np.asarray(self.labels, dtype=np.int64)
 
     def counts(self) -> dict[str, int]:
+        """Images per label name (labels present only)."""
         c = Counter(self.labels)
         return {n: c[v] for n, v in LABELS.items() if c[v]}
 
@@ -173,6 +179,7 @@ class IngestReport:
         return out
 
     def raise_if_errors(self) -> None:
+        """Raise :class:`DatasetError` listing the errors, if there are any."""
         if self.errors:
             raise DatasetError("\n".join(self.lines()))
 
@@ -248,7 +255,7 @@ def _listing_from_csv(csv_path: Path, report: IngestReport) -> list[tuple[Path, 
 
 def _inspect(path: Path) -> tuple[str | None, tuple[int, int] | None, str | None, str | None]:
     """``(sha256, shape, dtype, error)`` of one file."""
-    from edge import preprocess  # noqa: PLC0415
+    from edge import preprocess
 
     try:
         data = path.read_bytes()
@@ -256,7 +263,7 @@ def _inspect(path: Path) -> tuple[str | None, tuple[int, int] | None, str | None
         return None, None, None, f"{path}: unreadable ({err.strerror or err})"
     try:
         image = preprocess.read_image(path)
-    except Exception as err:  # ImageReadError, cv2.error…: one bad file, reported
+    except Exception as err:  # noqa: BLE001 - ImageReadError, cv2.error…: one bad file, reported
         text = str(err)
         return None, None, None, text if str(path) in text else f"{path}: unreadable ({text})"
     return _sha256_bytes(data), (int(image.shape[0]), int(image.shape[1])), str(image.dtype), None

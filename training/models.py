@@ -226,7 +226,7 @@ def fuse_batchnorm(model: nn.Module) -> nn.Module:
     The BatchNorm is removed, so the exported graph has no BatchNormalization (nor
     Identity) node, whatever the exporter does.
     """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval  # noqa: PLC0415
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     model.eval()
     for module in model.modules():

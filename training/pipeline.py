@@ -82,7 +82,7 @@ class TrainOutcome:
 
 
 def _fit_config(m: ModelRecipe, seed: int, recipe: TrainRecipe):
-    from training.train_loop import FitConfig  # noqa: PLC0415
+    from training.train_loop import FitConfig
 
     return FitConfig(epochs=m.epochs, samples_per_epoch=m.samples_per_epoch,
                      batch_size=m.batch_size, lr=m.lr, weight_decay=m.weight_decay,
@@ -94,7 +94,7 @@ def _fit_config(m: ModelRecipe, seed: int, recipe: TrainRecipe):
 
 def save_checkpoint(model, name: str, path: Path, recipe: TrainRecipe) -> Path:
     """A ``weights_only``-loadable checkpoint: tensors, strings and numbers only."""
-    import torch  # noqa: PLC0415
+    import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": name, "size": recipe.size, "low": recipe.low, "high": recipe.high,
@@ -105,9 +105,9 @@ def save_checkpoint(model, name: str, path: Path, recipe: TrainRecipe) -> Path:
 
 def load_checkpoint(path: str | os.PathLike):
     """``(model, checkpoint dict)`` from ``save_checkpoint``, with ``weights_only=True``."""
-    import torch  # noqa: PLC0415
+    import torch
 
-    from training.models import TRAINING_ONLY, build_model  # noqa: PLC0415
+    from training.models import TRAINING_ONLY, build_model
 
     ckpt = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "state_dict" not in ckpt:
@@ -127,7 +127,7 @@ def _aux_targets(labels: np.ndarray) -> np.ndarray | None:
     """Stage 1's aux-head targets: the label behind the binary one (``CLASSES`` index,
     ``other_defect`` → 7, a bare ``defective`` → ignored); ``None`` when the data has
     fewer than two defect labels (a binary layout: nothing to learn beyond the target)."""
-    from training.data import OTHER_DEFECT  # noqa: PLC0415
+    from training.data import OTHER_DEFECT
 
     aux = np.where(labels == OTHER_DEFECT, 7, labels)
     aux = np.where(aux < 0, -100, aux)
@@ -146,9 +146,9 @@ def _run_fits(jobs: dict, *, concurrent: bool, threads: int) -> dict:
     model's numbers are deterministic for a seed either way (one sampler and augmentation
     generator per model), but differ between the two modes (reduction order).
     """
-    import threading  # noqa: PLC0415
+    import threading
 
-    import torch  # noqa: PLC0415
+    import torch
 
     if not concurrent or "stage1" not in jobs or len(jobs) < 2:
         return {name: job() for name, job in jobs.items()}
@@ -182,9 +182,9 @@ def _dense_targets(model, paths: list[str], labels: np.ndarray, masks: dict[str,
     """Cell maps over ``model``'s last feature grid (``training.cell_masks``), for its
     training-only dense head or for ``crop`` training; ``None`` when it needs none or no
     training image has a known mask."""
-    import torch  # noqa: PLC0415
+    import torch
 
-    from training.cell_masks import UNKNOWN, cell_targets  # noqa: PLC0415
+    from training.cell_masks import UNKNOWN, cell_targets
 
     if (getattr(model, "dense", None) is None and not crop) or not masks:
         return None
@@ -208,7 +208,7 @@ def _crop_or_whole_tiles(cfg, cells: np.ndarray | None, labels: np.ndarray, name
     """``cfg`` as it is, or without crop training when more than
     :data:`UNMASKED_SHARE_FOR_CROPS` of the defect tiles have no known place (real
     images labelled as a whole; a defect drawn with an empty mask)."""
-    from training.cell_masks import UNKNOWN  # noqa: PLC0415
+    from training.cell_masks import UNKNOWN
 
     if not (cfg.crop and cfg.crop_share > 0):
         return cfg
@@ -229,7 +229,7 @@ def choose_stage1_threshold(scores: np.ndarray, defective: np.ndarray,
                             ) -> tuple[ThresholdChoice, dict]:
     """The stage-1 threshold for ``r.target_recall`` on the visible (and unrated) val
     defects, and its record: the choice, what it was chosen on, val recall per band."""
-    from edge.visibility import VISIBLE, counts_as_target, recall_by_band  # noqa: PLC0415
+    from edge.visibility import VISIBLE, counts_as_target, recall_by_band
 
     target = counts_as_target(defective, visibility)
     choice = select_threshold(scores[target], defective[target], r.target_recall,
@@ -284,7 +284,7 @@ def _check_targets(name: str, m: dict) -> dict:
 def init_checkpoints(bundle) -> dict[str, Path]:
     """The ``weights_only`` checkpoints a bundle ships (``manifest["checkpoints"]``, or
     ``checkpoints/<stage>.pt`` in bundles that do not list them), hash-checked."""
-    from edge.bundle import BundleError, sha256_file  # noqa: PLC0415
+    from edge.bundle import BundleError, sha256_file
 
     listed = bundle.manifest.get("checkpoints")
     out: dict[str, Path] = {}
@@ -306,7 +306,7 @@ def init_checkpoints(bundle) -> dict[str, Path]:
 
 def _scan_or_raise(path, *, labels_csv=None, size: int, workers: int, console, what: str,
                    drop_duplicates: bool = False):
-    from training.ingest import scan  # noqa: PLC0415
+    from training.ingest import scan
 
     found = scan(path, labels_csv=labels_csv, size=size, workers=workers,
                  drop_duplicates=drop_duplicates)
@@ -319,7 +319,7 @@ def _scan_or_raise(path, *, labels_csv=None, size: int, workers: int, console, w
 
 def _device_provenance(dist: Distributed) -> dict:
     """Where the models trained: device kind (and GPU name), world size, backend."""
-    import torch  # noqa: PLC0415
+    import torch
 
     name = torch.cuda.get_device_name(dist.device) if dist.kind == "cuda" else None
     return {"device": dist.kind, "device_name": name, "world_size": dist.world_size,
@@ -421,7 +421,7 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     Raises :class:`training.export.gate.ExportRefused` (after writing ``report/``) when
     int8 drifts beyond budget; no ``manifest.json`` is written then.
     """
-    from training.distributed import setup  # noqa: PLC0415
+    from training.distributed import setup
 
     request = _Request(
         Path(data_dir), Path(out_dir), recipe if recipe is not None else TrainRecipe(),
@@ -439,9 +439,9 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
 
 def _train_bundle(q: _Request, dist: Distributed, console: Any, quiet: bool) -> TrainOutcome:
     """The body of :func:`train_bundle`, on the device and rank ``dist`` gives."""
-    from rich.console import Console  # noqa: PLC0415
+    from rich.console import Console
 
-    from training.train_loop import set_determinism  # noqa: PLC0415
+    from training.train_loop import set_determinism
 
     started = time.perf_counter()
     r = q.recipe
@@ -491,7 +491,7 @@ def _train_bundle(q: _Request, dist: Distributed, console: Any, quiet: bool) -> 
 
 def _progress(console: Any, quiet: bool) -> Any:
     """The rich progress display of a training run (hidden when ``quiet``)."""
-    from rich.progress import (  # noqa: PLC0415
+    from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
@@ -507,8 +507,8 @@ def _progress(console: Any, quiet: bool) -> Any:
 
 def _preflight(q: _Request, console: Any) -> _Preflight:
     """Every data and bundle problem, before any training (``DatasetError``)."""
-    from edge.bundle import load_bundle  # noqa: PLC0415
-    from training.ingest import check_leakage  # noqa: PLC0415
+    from edge.bundle import load_bundle
+    from training.ingest import check_leakage
 
     r = q.recipe
     found = _scan_or_raise(q.data_dir, labels_csv=q.labels_csv, size=r.size,
@@ -557,7 +557,7 @@ def _init_checkpoints_for(source: Any, trained: list[str]) -> dict[str, Path]:
 def _load_data(q: _Request, pre: _Preflight, dist: Distributed, progress: Any) -> _Data:
     """Split (train / val, and test without ``--eval``), write ``splits.json``, and
     normalize every split once into memory."""
-    from training.ingest import SPLITS_FILE, write_splits  # noqa: PLC0415
+    from training.ingest import SPLITS_FILE, write_splits
 
     r = q.recipe
     load_kw = {"size": r.size, "low": r.low, "high": r.high, "workers": r.threads,
@@ -609,7 +609,7 @@ def _load_data(q: _Request, pre: _Preflight, dist: Distributed, progress: Any) -
 def _stage2_spec(labels: np.ndarray, outliers: bool) -> tuple:
     """Stage 2's ``(tiles kept, targets, weights, binary)``: the six classes (0–5), and
     with ``outliers`` the ``other_defect`` tiles too (target -1, as often as one class)."""
-    from training.data import OTHER_DEFECT  # noqa: PLC0415
+    from training.data import OTHER_DEFECT
 
     keep = (labels > 0) | (outliers & (labels == OTHER_DEFECT))
     return keep, np.where(labels == OTHER_DEFECT, -1, labels - 1), None, False
@@ -618,8 +618,8 @@ def _stage2_spec(labels: np.ndarray, outliers: bool) -> tuple:
 def _train_models(q: _Request, pre: _Preflight, train: Dataset, dist: Distributed,
                   progress: Any, console: Any) -> tuple[dict, dict]:
     """Build (or ``--init``) and train every model this data trains: ``(models, fits)``."""
-    from training.models import build_model  # noqa: PLC0415
-    from training.train_loop import balanced_weights, fit  # noqa: PLC0415
+    from training.models import build_model
+    from training.train_loop import balanced_weights, fit
 
     r = q.recipe
     masks = read_masks(q.data_dir)  # synth's defect masks: dense heads, crop training
@@ -665,14 +665,14 @@ def _calibrate(q: _Request, pre: _Preflight, models: dict, val: Dataset,
                console: Any) -> _Calibration:
     """Stage 1's threshold and stage 2's temperature and ``unknown`` threshold, on val
     (a stage a source bundle supplies keeps its own)."""
-    from training.calibration import (  # noqa: PLC0415
+    from training.calibration import (
         expected_calibration_error,
         fit_temperature,
         select_unknown_threshold,
         softmax,
     )
-    from training.evaluate import sigmoid  # noqa: PLC0415
-    from training.train_loop import predict_logits  # noqa: PLC0415
+    from training.evaluate import sigmoid
+    from training.train_loop import predict_logits
 
     r = q.recipe
     choice = None
@@ -717,8 +717,8 @@ def _export(q: _Request, pre: _Preflight, models: dict, calib: Dataset
             ) -> dict[str, dict[str, Path]]:
     """ONNX fp32 and int8 of every trained model; a supplied stage's files copied as
     they are (same tile size, checked in the pre-flight)."""
-    from training.export.onnx import export_onnx  # noqa: PLC0415
-    from training.export.quantize import quantize_int8  # noqa: PLC0415
+    from training.export.onnx import export_onnx
+    from training.export.quantize import quantize_int8
 
     r, out_dir = q.recipe, q.out_dir
     files: dict[str, dict[str, Path]] = {}
@@ -740,8 +740,8 @@ def _export(q: _Request, pre: _Preflight, models: dict, calib: Dataset
 def _evaluate(q: _Request, pre: _Preflight, models: dict, files: dict, sets: dict,
               cal: _Calibration) -> dict[str, dict[str, dict]]:
     """Every format (PyTorch, ONNX fp32, ONNX int8) on every held-out set."""
-    from training.evaluate import evaluate_outputs, predict_onnx  # noqa: PLC0415
-    from training.train_loop import predict_logits  # noqa: PLC0415
+    from training.evaluate import evaluate_outputs, predict_onnx
+    from training.train_loop import predict_logits
 
     threads = q.recipe.threads
     set_roots = {"test": q.data_dir, **{es.name: es.path for es in q.eval_sets}}
@@ -761,8 +761,8 @@ def _evaluate(q: _Request, pre: _Preflight, models: dict, files: dict, sets: dic
 
 def _costs(r: TrainRecipe, models: dict, files: dict) -> dict:
     """Per-tile cost of every trained model: MMACs, and ms of ONNX int8 and fp32."""
-    from training.evaluate import time_onnx  # noqa: PLC0415
-    from training.models import count_macs  # noqa: PLC0415
+    from training.evaluate import time_onnx
+    from training.models import count_macs
 
     def ms(fmt: str) -> dict[str, float]:
         return {k: time_onnx(files[k][fmt], r.size, threads=r.threads,
@@ -776,8 +776,8 @@ def _report(q: _Request, pre: _Preflight, data: _Data, models: dict, fits: dict,
             files: dict, evaluation: dict, costs: dict, cal: _Calibration,
             timings: dict) -> dict:
     """``report/metrics.json``: every number of the run."""
-    from training.evaluate import cascade_vs_monolithic  # noqa: PLC0415
-    from training.models import count_parameters  # noqa: PLC0415
+    from training.evaluate import cascade_vs_monolithic
+    from training.models import count_parameters
 
     r, sets = q.recipe, data.sets
     sizes = {k: {fmt: p.stat().st_size for fmt, p in v.items()} for k, v in files.items()}
@@ -822,8 +822,8 @@ def _gate_and_write_report(q: _Request, report: dict, evaluation: dict, started:
                            console: Any) -> None:
     """The drift gate on the first held-out set, then ``report/`` and its summary;
     raises ``ExportRefused`` (after writing the report) when int8 drifted too far."""
-    from training.export.gate import DriftBudget, ExportRefused, check_drift  # noqa: PLC0415
-    from training.report import summary_lines, write_report  # noqa: PLC0415
+    from training.export.gate import DriftBudget, ExportRefused, check_drift
+    from training.report import summary_lines, write_report
 
     r, gate_set = q.recipe, report["gate_set"]
     refused = None
@@ -850,10 +850,10 @@ def _gate_and_write_report(q: _Request, report: dict, evaluation: dict, started:
 def _provenance(q: _Request, pre: _Preflight, dist: Distributed, gate_set: str,
                 started: float) -> dict:
     """The manifest's ``provenance``: command, data, seeds, recipe, versions, machine."""
-    import onnxruntime  # noqa: PLC0415
-    import torch  # noqa: PLC0415
+    import onnxruntime
+    import torch
 
-    import edge  # noqa: PLC0415
+    import edge
 
     r = q.recipe
     synth_info = recipe_of(q.data_dir)
@@ -892,8 +892,8 @@ def _write_bundle_manifest(q: _Request, pre: _Preflight, models: dict, files: di
                            provenance: dict, ckpt_dir: Path, splits_path: Path | None) -> Path:
     """Copy the checkpoints into the bundle (``--init`` needs them, wherever
     ``--checkpoints`` is) and write ``manifest.json``."""
-    from training.bundle_writer import write_manifest  # noqa: PLC0415
-    from training.models import count_parameters  # noqa: PLC0415
+    from training.bundle_writer import write_manifest
+    from training.models import count_parameters
 
     r, out_dir = q.recipe, q.out_dir
     sets = list(evaluation)

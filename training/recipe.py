@@ -89,6 +89,7 @@ class TrainRecipe:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict:
+        """The recipe as plain dicts (for JSON and hashing)."""
         return asdict(self)
 
     def sha256(self) -> str:

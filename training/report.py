@@ -16,11 +16,11 @@ __all__ = ["plot_confusion", "write_report", "summary_lines"]
 
 def plot_confusion(matrix, rows, cols, title: str, path: Path) -> Path:
     """A labelled confusion matrix (counts, row-normalised colours) as PNG."""
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matrix = np.asarray(matrix, dtype=np.float64)
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     norm = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(cols), 1.0 + 0.7 * len(rows)), dpi=100)

@@ -47,7 +47,7 @@ def clopper_pearson_lower(successes: int, trials: int, confidence: float = 0.95)
     if successes == trials:
         return float(alpha ** (1.0 / trials))
     try:
-        from scipy.stats import beta  # noqa: PLC0415
+        from scipy.stats import beta
     except ImportError:  # pragma: no cover - scipy is in the train extra
         return _cp_lower_bisect(successes, trials, alpha)
     return float(beta.ppf(alpha, successes, trials - successes + 1))

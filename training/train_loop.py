@@ -52,7 +52,7 @@ def set_determinism(seed: int, threads: int = 2) -> None:
 
     (numpy randomness in training goes through seeded ``np.random.default_rng`` only.)
     """
-    import torch  # noqa: PLC0415
+    import torch
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -105,10 +105,10 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
     samples per epoch as one process; BatchNorm statistics stay per rank. Each rank
     augments with its own stream (``rank_seed``).
     """
-    import torch  # noqa: PLC0415
-    import torch.nn.functional as F  # noqa: PLC0415
+    import torch
+    import torch.nn.functional as F
 
-    from training.augment import augment_batch_with_masks  # noqa: PLC0415
+    from training.augment import augment_batch_with_masks
 
     n = len(targets)
     if n == 0:
@@ -225,7 +225,7 @@ def _crop_steps(config: FitConfig, total_steps: int, has_cells: bool, descriptio
 def _window_weights(w, cells, description: str):
     """Sampling weights of the window steps: ``w`` without the tiles that have unknown
     cells (a window could cut their defect off; they train in the whole-tile steps)."""
-    from training.cell_masks import UNKNOWN  # noqa: PLC0415
+    from training.cell_masks import UNKNOWN
 
     known = (cells != UNKNOWN).flatten(1).all(1)
     if not bool((w * known).sum() > 0):
@@ -239,9 +239,9 @@ def crop_batch(x, cells, crop: int, gen):
     A tile with a defect cell gets a window holding at least one of them (so its label
     stays true), a tile without one any window. Unknown cells are refused: a window could
     cut their defect off (``semedge train`` trains such data on whole tiles)."""
-    import torch  # noqa: PLC0415
+    import torch
 
-    from training.cell_masks import UNKNOWN  # noqa: PLC0415
+    from training.cell_masks import UNKNOWN
 
     size, grid = x.shape[-1], cells.shape[-1]
     cell = size // grid
@@ -272,8 +272,8 @@ def _data_parallel(model, use_aux: bool, use_dense: bool, device: str):
     A head the model has but the loss does not use (an aux or dense head without targets)
     gets no gradient; DDP is told so (``find_unused_parameters``) only then: it costs a
     graph traversal per step."""
-    import torch  # noqa: PLC0415
-    from torch.nn.parallel import DistributedDataParallel  # noqa: PLC0415
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
 
     class TrainingForward(torch.nn.Module):
         def __init__(self) -> None:
@@ -295,8 +295,8 @@ def _data_parallel(model, use_aux: bool, use_dense: bool, device: str):
 
 def _sum_over_ranks(values: tuple[float, int, int], device: str) -> tuple[float, int, int]:
     """``(loss sum, correct, seen)`` summed over the ranks."""
-    import torch  # noqa: PLC0415
-    import torch.distributed as dist  # noqa: PLC0415
+    import torch
+    import torch.distributed as dist
 
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
@@ -308,7 +308,7 @@ def _loss_with_outliers(logits, targets, config: FitConfig):
     ``config.outlier_weight``, the cross-entropy to the uniform distribution on the
     outlier tiles (target -1): outlier exposure, which teaches the model to be unsure on
     defects of no class it knows, so that a low top probability means ``unknown``."""
-    import torch.nn.functional as F  # noqa: PLC0415
+    import torch.nn.functional as F
 
     known = targets >= 0
     loss = logits.sum() * 0.0
@@ -323,9 +323,9 @@ def _loss_with_outliers(logits, targets, config: FitConfig):
 
 def _dense_loss(logits, cells, description: str):
     """Per-cell BCE over the known cells (0/1; ``UNKNOWN`` cells are skipped)."""
-    import torch.nn.functional as F  # noqa: PLC0415
+    import torch.nn.functional as F
 
-    from training.cell_masks import UNKNOWN  # noqa: PLC0415
+    from training.cell_masks import UNKNOWN
 
     if logits.shape[-2:] != cells.shape[-2:]:
         raise ValueError(f"{description}: dense targets are {tuple(cells.shape[-2:])} "
@@ -338,7 +338,7 @@ def _dense_loss(logits, cells, description: str):
 
 def predict_logits(model, x: np.ndarray, *, batch_size: int = 128) -> np.ndarray:
     """Logits of ``model`` (eval mode, no augmentation) for tiles ``x``, float32."""
-    import torch  # noqa: PLC0415
+    import torch
 
     model.eval()
     outs = []

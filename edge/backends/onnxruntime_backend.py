@@ -54,7 +54,7 @@ class OnnxRuntimeSession(Session):
         try:
             self._session = ort.InferenceSession(str(file.path), sess_options=options,
                                                  providers=providers)
-        except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidGraph types
             raise BundleError(file.path, f"onnxruntime cannot load the model: {err}") from None
         inputs, outs = self._session.get_inputs(), self._session.get_outputs()
         if len(inputs) != 1 or len(outs) != 1:

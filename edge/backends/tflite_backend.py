@@ -110,7 +110,7 @@ def _import_runtime() -> tuple[ModuleType, str]:
 
 def _runtime_version(pip_name: str) -> str:
     try:
-        from importlib.metadata import version  # noqa: PLC0415
+        from importlib.metadata import version
 
         return version(pip_name)
     except Exception:  # noqa: BLE001 - metadata is informational only

@@ -114,11 +114,13 @@ class CostRow:
 
     @property
     def speedup(self) -> float | None:
+        """Monolithic over cascade time with a perfect gate (None: no monolithic model)."""
         if self.monolithic is None:
             return None
         return self.monolithic.median_ms / self.cascade.median_ms
 
     def as_row(self) -> dict[str, Any]:
+        """The JSON row (see ``docs/bench.md``)."""
         mono, at_flag = self.monolithic, self.cascade_at_flag_rate
         return {
             "defect_rate": self.defect_rate,

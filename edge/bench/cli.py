@@ -33,7 +33,7 @@ def _list_of(kind: Callable[[str], _T], what: str) -> Callable[[str], tuple[_T, 
 
 
 def _formats(text: str) -> tuple[str, ...]:
-    from edge.bench.formats import all_formats  # noqa: PLC0415
+    from edge.bench.formats import all_formats
 
     items = _list_of(str, "formats")(text)
     known = all_formats()
@@ -93,18 +93,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``semedge bench`` with parsed ``args``; return the exit status."""
-    from rich.console import Console  # noqa: PLC0415
+    from rich.console import Console
 
-    from edge.backends import BackendUnavailable, ProviderError  # noqa: PLC0415
-    from edge.bench.runner import BenchConfig, run_bench  # noqa: PLC0415
-    from edge.bundle import BundleError  # noqa: PLC0415
+    from edge.backends import BackendUnavailable, ProviderError
+    from edge.bench.runner import BenchConfig, run_bench
+    from edge.bundle import BundleError
 
     err = Console(stderr=True, highlight=False)
     if args.plots:
         try:
-            import matplotlib  # noqa: F401, PLC0415
+            import matplotlib  # noqa: F401
         except ImportError:
-            from edge._plotting import INSTALL_HINT  # noqa: PLC0415
+            from edge._plotting import INSTALL_HINT
 
             print(f"semedge bench: error: {INSTALL_HINT}", file=sys.stderr)
             return 2
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = run_bench(config, on_step=progress)
     except BundleError as exc:
-        from edge.bundle import default_bundle_path  # noqa: PLC0415
+        from edge.bundle import default_bundle_path
 
         default = default_bundle_path()
         if args.bundle is None and not (default / "manifest.json").is_file():
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     doc = result.as_dict()
     to_stdout = args.json_path == "-"
-    from edge.bench.report import render  # noqa: PLC0415
+    from edge.bench.report import render
 
     console = err if to_stdout else Console(highlight=False)
     if not console.is_terminal:
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
             Path(args.json_path).write_text(text + "\n", encoding="utf-8")
             err.print(f"semedge bench: wrote {args.json_path}")
     if args.plots:
-        from edge.bench.plots import write_plots  # noqa: PLC0415
+        from edge.bench.plots import write_plots
 
         for path in write_plots(result, args.plots):
             err.print(f"semedge bench: wrote {path}")

@@ -106,6 +106,7 @@ class FormatResult:
 
     @property
     def ran(self) -> bool:
+        """Whether the format ran (no ``reason`` it could not)."""
         return self.reason is None
 
     def as_row(self) -> dict[str, Any]:
@@ -219,7 +220,7 @@ def _max_rss_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     try:
-        import resource  # noqa: PLC0415  (POSIX only)
+        import resource  # POSIX only
     except ImportError:  # pragma: no cover (Windows)
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -234,7 +235,7 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
     """Runs in a fresh process: load the format, time it, then score the eval set."""
     baseline = _max_rss_bytes()
     try:
-        from edge.cascade import load  # noqa: PLC0415
+        from edge.cascade import load
 
         t0 = time.perf_counter()
         cascade = load(job["bundle"], target=job["profile"])

@@ -77,13 +77,13 @@ def describe_machine() -> dict[str, Any]:
     except AttributeError:  # pragma: no cover (macOS, Windows)
         usable = os.cpu_count() or 1
     try:
-        from edge import preprocess  # noqa: PLC0415
+        from edge import preprocess
 
         openmp: bool | None = bool(preprocess.OPENMP)
     except ImportError:
         openmp = None
     try:
-        import onnxruntime as ort  # noqa: PLC0415
+        import onnxruntime as ort
 
         providers: list[str] = list(ort.get_available_providers())
     except ImportError:

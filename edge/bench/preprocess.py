@@ -39,7 +39,7 @@ class OpenCVTiler:
     copied with ``cv2.copyMakeBorder`` (BORDER_REFLECT_101), not the whole image."""
 
     def __init__(self, size: int, stride: int, low: float = 1.0, high: float = 99.0) -> None:
-        import cv2  # noqa: PLC0415
+        import cv2
 
         self.cv2 = cv2
         self.size, self.stride, self.low, self.high = size, stride, low, high
@@ -50,11 +50,13 @@ class OpenCVTiler:
         hist = self.cv2.calcHist([image], [0], None, [levels], [0, levels]).ravel()
         cdf = np.cumsum(hist)
         n = image.size
-        ranks = [preprocess._inverted_cdf_rank(n, q) for q in (self.low, self.high)]
+        ranks = [preprocess._inverted_cdf_rank(n, q)  # noqa: SLF001 - the kernels' rank rule
+                 for q in (self.low, self.high)]
         lo, hi = (int(np.searchsorted(cdf, r + 1)) for r in ranks)  # first value with cdf > rank
         return float(lo), float(hi)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Normalize and tile ``image`` the OpenCV way: ``[N, 1, S, S]`` float32."""
         cv2, size, stride = self.cv2, self.size, self.stride
         lo, hi = self._percentiles(image)
         rows, cols = preprocess.tile_grid(image.shape, size=size, stride=stride)
@@ -123,6 +125,7 @@ class BandwidthBound:
 
     @property
     def bound_ms(self) -> float:
+        """Milliseconds to read and write the bytes at the measured memory bandwidth."""
         return (self.bytes_read / self.read_gbps + self.bytes_written / self.write_gbps) / 1e6
 
 
@@ -162,17 +165,21 @@ class PreprocessComparison:
 
     @property
     def fused_over_bound(self) -> float:
+        """Fused kernel time over the memory-bandwidth bound."""
         return self.fused.median_ms / self.bound.bound_ms
 
     @property
     def opencv_over_fused(self) -> float:
+        """OpenCV reference time over fused kernel time."""
         return self.opencv.median_ms / self.fused.median_ms
 
     @property
     def numpy_over_fused(self) -> float:
+        """NumPy reference time over fused kernel time."""
         return self.numpy.median_ms / self.fused.median_ms
 
     def as_dict(self) -> dict[str, object]:
+        """The JSON object of this row (see ``docs/bench.md``)."""
         return {
             "dtype": self.dtype,
             "shape": list(self.shape),
@@ -228,7 +235,7 @@ def compare(
     least ``min_time_s``), so that a slow spell of the shared machine hits them alike; the
     bandwidth probes run right after.
     """
-    import cv2  # noqa: PLC0415
+    import cv2
 
     cv2.setNumThreads(1)
     funcs = competitors(size, stride)

@@ -127,8 +127,8 @@ def _machine_line(m: Mapping[str, Any]) -> str:
 
 def render(doc: Mapping[str, Any], console: Any) -> None:
     """Print the bench document as tables on a ``rich.console.Console``."""
-    from rich.markup import escape  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
+    from rich.markup import escape
+    from rich.table import Table
 
     def say(text: str) -> None:
         console.print(text, highlight=False)

@@ -119,6 +119,7 @@ class BenchConfig:
                 "preprocess_s": 0.3}
 
     def as_dict(self) -> dict[str, Any]:
+        """The settings as JSON (defaults resolved)."""
         return {"bundle": None if self.bundle is None else str(self.bundle),
                 "target": self.target, "formats": list(self.formats or all_formats()),
                 "threads": list(self.threads or default_threads()),
@@ -270,7 +271,7 @@ def _thread_sweep(bundle: Bundle, profile: Profile, config: BenchConfig,
 def _preprocess(config: BenchConfig, size: int, result: BenchResult,
                 on_step: Callable[[str], None]) -> None:
     try:
-        import cv2  # noqa: F401, PLC0415
+        import cv2  # noqa: F401
     except ImportError as err:
         result.preprocess_reason = f"OpenCV is not installed ({err}): pip install opencv-python-headless"
         return

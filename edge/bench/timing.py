@@ -29,6 +29,7 @@ class Timing:
 
     @property
     def repetitions(self) -> int:
+        """Number of timed calls."""
         return len(self.samples_ms)
 
     def percentile(self, q: float) -> float:
@@ -37,26 +38,32 @@ class Timing:
 
     @property
     def median_ms(self) -> float:
+        """Median call time in milliseconds."""
         return self.percentile(50)
 
     @property
     def p95_ms(self) -> float:
+        """95th percentile call time in milliseconds."""
         return self.percentile(95)
 
     @property
     def p99_ms(self) -> float:
+        """99th percentile call time in milliseconds."""
         return self.percentile(99)
 
     @property
     def min_ms(self) -> float:
+        """Fastest call in milliseconds."""
         return float(min(self.samples_ms))
 
     @property
     def max_ms(self) -> float:
+        """Slowest call in milliseconds."""
         return float(max(self.samples_ms))
 
     @property
     def mean_ms(self) -> float:
+        """Mean call time in milliseconds."""
         return float(np.mean(self.samples_ms))
 
     def trimmed(self, sigma: float = 3.0, iterations: int = 3) -> Timing:
@@ -88,6 +95,7 @@ class Timing:
         }
 
     def as_dict(self) -> dict[str, object]:
+        """All fields as a JSON-ready dict."""
         return asdict(self)
 
 

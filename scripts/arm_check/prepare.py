@@ -86,7 +86,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=4)
     args = ap.parse_args()
 
-    import cv2  # noqa: PLC0415
+    import cv2
 
     manifest = json.loads((args.bundle / "manifest.json").read_text())
     size = int(manifest["input"]["size"])

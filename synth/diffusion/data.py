@@ -26,7 +26,7 @@ class Tiles:
 
 def _folder_label(code: int) -> int | None:
     """``training.data.discover``'s label → index into ``LABELS`` (None: no class)."""
-    from training.labels import OTHER_DEFECT  # noqa: PLC0415
+    from training.labels import OTHER_DEFECT
 
     if code >= 0:
         return code
@@ -51,7 +51,7 @@ def load_tiles(root: str | Path, resolution: int, progress: Any | None = None) -
     skipped (counted in the provenance); any folder that is not a label is an error
     (``training.data.DatasetError``, a ``ValueError``).
     """
-    from training.data import discover, load_dataset, recipe_of  # noqa: PLC0415
+    from training.data import discover, load_dataset, recipe_of
 
     root = Path(root)
     paths, codes = discover(root)

@@ -125,7 +125,7 @@ def load_weights(folder: str | Path, config: dict[str, Any] | None = None
     path = _checked(folder, config, "weights")
     try:
         return load_file(str(path)), config
-    except Exception as exc:  # safetensors raises its own error types
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
         raise ModelFolderError(f"{path}: unreadable weights ({exc})") from None
 
 
@@ -134,7 +134,7 @@ def load_state(folder: str | Path, config: dict[str, Any]) -> dict[str, Any]:
     path = _checked(Path(folder), config, "train_state")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle / zip errors of many types
+    except Exception as exc:  # noqa: BLE001 - pickle / zip errors of many types
         raise ModelFolderError(f"{path}: unreadable training state ({exc})") from None
     if not isinstance(state, dict) or not {"model", "optimizer", "step"} <= set(state):
         raise ModelFolderError(f"{path}: not a training state (model, optimizer, step)")
@@ -143,7 +143,7 @@ def load_state(folder: str | Path, config: dict[str, Any]) -> dict[str, Any]:
 
 def load_model(folder: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The checked sampling network (eval mode) and its config."""
-    from synth.diffusion.model import build_unet  # noqa: PLC0415
+    from synth.diffusion.model import build_unet
 
     weights, config = load_weights(folder)
     model = build_unet(config["architecture"])

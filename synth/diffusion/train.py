@@ -203,14 +203,14 @@ def _loop(model: torch.nn.Module, opt: torch.optim.Optimizer, ema: _Ema, tiles: 
 
 
 def _versions() -> dict[str, str]:
-    import diffusers  # noqa: PLC0415
+    import diffusers
 
     return {"torch": torch.__version__, "diffusers": diffusers.__version__}
 
 
 def _progress(show: bool, count: str) -> Any:
     """A rich progress bar with elapsed and remaining time (or a no-op stand-in)."""
-    from synth.dataset import _NoBar  # noqa: PLC0415
+    from synth.dataset import _NoBar
 
     if not show:
         return _NoBar()

@@ -139,7 +139,7 @@ def quantize(src: Path, dst: Path, size: int, seed: int = 0, *, float_stem: bool
     ``float_stem`` keeps the first conv (1 input channel, full resolution) in fp32:
     onnxruntime's int8 kernel for it is slower than fp32 and dominates a light stage 1.
     """
-    from onnxruntime.quantization import (  # noqa: PLC0415
+    from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
         QuantType,

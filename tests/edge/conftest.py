@@ -10,10 +10,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bundle_factory import make_bundle  # noqa: E402
+from bundle_factory import make_bundle
 
-import edge  # noqa: E402
-from edge.profiles import load_profile  # noqa: E402
+import edge
+from edge.profiles import load_profile
 
 
 @pytest.fixture(scope="session")

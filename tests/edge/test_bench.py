@@ -198,7 +198,7 @@ def test_a_format_that_fails_to_load_gets_a_reason_not_a_crash(tmp_path, cpu_pro
     root = make_bundle(tmp_path / "b")
     (root / "stage2.onnx").write_bytes(b"not a model")
     manifest = read_manifest(root)
-    from bundle_factory import sha256  # noqa: PLC0415
+    from bundle_factory import sha256
 
     manifest["files"]["stage2"]["onnx"]["sha256"] = sha256(root / "stage2.onnx")
     write_manifest(root, manifest)
@@ -272,7 +272,7 @@ def test_flag_rate_mixes_recall_and_false_positives():
 
 
 def test_field_costs_time_stage2_on_round_rate_times_tiles(bundle_dir, cpu_profile, tmp_path):
-    import edge  # noqa: PLC0415
+    import edge
 
     mono_bundle = make_bundle(tmp_path / "m", monolithic=True)
     cascade = edge.load(mono_bundle, target=cpu_profile)

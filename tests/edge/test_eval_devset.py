@@ -48,7 +48,7 @@ def _run_eval(tmp_path, *extra):
 
 def _has_matplotlib() -> bool:
     try:
-        import matplotlib  # noqa: F401, PLC0415
+        import matplotlib  # noqa: F401
     except ImportError:
         return False
     return True

@@ -18,15 +18,15 @@ import pytest
 
 pytest.importorskip("ai_edge_litert", reason="the tflite backend needs ai-edge-litert")
 
-import flatbuffers  # noqa: E402
-from ai_edge_litert import schema_py_generated as fb  # noqa: E402
-from bundle_factory import field_image, make_bundle, read_manifest, sha256, write_manifest  # noqa: E402
+import flatbuffers
+from ai_edge_litert import schema_py_generated as fb
+from bundle_factory import field_image, make_bundle, read_manifest, sha256, write_manifest
 
-import edge  # noqa: E402
-from edge.backends import BackendUnavailable, ProviderError, create_backend, why_unavailable  # noqa: E402
-from edge.backends import tflite_backend as tb  # noqa: E402
-from edge.bundle import BundleError, StageFile  # noqa: E402
-from edge.profiles import load_profile  # noqa: E402
+import edge
+from edge.backends import BackendUnavailable, ProviderError, create_backend, why_unavailable
+from edge.backends import tflite_backend as tb
+from edge.bundle import BundleError, StageFile
+from edge.profiles import load_profile
 
 IN_SCALE, IN_ZERO = 1.0 / 255.0, -128
 
@@ -181,7 +181,7 @@ def test_full_integer_model_agrees_with_the_float_io_model(cpu, models, key):
 
 
 def test_session_is_safe_to_share_between_threads(cpu, models):
-    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+    from concurrent.futures import ThreadPoolExecutor
 
     session = cpu.open(stage_file(models["int8"]), size=32, outputs=3)
     batches = [tiles(n, seed=n) for n in (1, 4, 2, 3) * 4]

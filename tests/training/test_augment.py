@@ -57,7 +57,7 @@ def test_blur_keeps_the_mean_and_smooths():
 @pytest.mark.parametrize("sigma", [0.3, 0.5, 1.25, 2.5])
 def test_blur_matches_opencv_gaussian_with_reflect101_borders(sigma):
     cv2 = pytest.importorskip("cv2")
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     x = _batch()[:3]
     y = _gaussian_blur(x, sigma)

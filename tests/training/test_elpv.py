@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("elpv_dataset", reason="the ELPV data set is not installed "
                                            "(pip install elpv-dataset; CI installs it)")
 
-from training.datasets.elpv import elpv_root, read_labels, split_elpv, write_elpv  # noqa: E402
-from training.ingest import scan  # noqa: E402
+from training.datasets.elpv import elpv_root, read_labels, split_elpv, write_elpv
+from training.ingest import scan
 
 
 def test_the_full_split_is_the_deitsch_protocol():

@@ -14,8 +14,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "edge"))
 
-from training.export.gate import DriftBudget, ExportRefused  # noqa: E402
-from training.export.tflite import (  # noqa: E402
+from training.export.gate import DriftBudget, ExportRefused
+from training.export.tflite import (
     ENV_VAR,
     TFLiteEnvMissing,
     _nhwc,
@@ -23,7 +23,7 @@ from training.export.tflite import (  # noqa: E402
     convert_tflite,
     tflite_env,
 )
-from training.export.tflite_graph import GraphReport, TFLiteGraphError, check_graph  # noqa: E402
+from training.export.tflite_graph import GraphReport, TFLiteGraphError, check_graph
 
 SIZE = 64
 
@@ -138,7 +138,7 @@ def _images(n: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
 
 
 def _tiles(images: list[np.ndarray]) -> np.ndarray:
-    from edge.preprocess import tile  # noqa: PLC0415
+    from edge.preprocess import tile
 
     return np.concatenate([tile(im, size=SIZE).batch for im in images])
 
@@ -153,8 +153,8 @@ def converted(tmp_path_factory):
     if not (env / "bin" / "python").exists():
         pytest.skip(f"no TFLite environment at {env} (create it with scripts/setup-tflite, "
                     f"or set {ENV_VAR})")
-    import onnx  # noqa: PLC0415
-    from bundle_factory import build_model  # noqa: PLC0415
+    import onnx
+    from bundle_factory import build_model
 
     out = tmp_path_factory.mktemp("tflite")
     # both stages decide by a tile's mean brightness, split in the widest gap between the
@@ -197,10 +197,10 @@ def test_conversion_writes_clean_integer_graphs(converted):
 
 @pytest.mark.slow
 def test_converted_models_agree_with_onnx_on_held_out_tiles(converted):
-    import onnxruntime as ort  # noqa: PLC0415
+    import onnxruntime as ort
 
-    from training.evaluate import evaluate_outputs  # noqa: PLC0415
-    from training.export.tflite import predict_tflite  # noqa: PLC0415
+    from training.evaluate import evaluate_outputs
+    from training.export.tflite import predict_tflite
 
     out, _conv = converted
     x = _held_out_tiles()

@@ -42,7 +42,7 @@ class ElpvMissing(ImportError):
 def elpv_root() -> Path:
     """Folder holding ``labels.csv`` and ``images/`` of the installed package."""
     try:
-        import elpv_dataset  # noqa: PLC0415
+        import elpv_dataset
     except ImportError:
         raise ElpvMissing("the ELPV data set is not installed: pip install elpv-dataset "
                           "(CC BY-NC-SA 4.0; do not commit the images)") from None

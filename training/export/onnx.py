@@ -22,10 +22,10 @@ def export_onnx(model, path: str | os.PathLike, *, size: int = 224, opset: int =
     fuse_batchnorm``), so the graph holds Conv/Relu/Add/pooling/Gemm only. Uses the
     TorchScript exporter (``dynamo=False``), which gives a plain NCHW graph.
     """
-    import onnx  # noqa: PLC0415
-    import torch  # noqa: PLC0415
+    import onnx
+    import torch
 
-    from training.models import fuse_batchnorm  # noqa: PLC0415
+    from training.models import fuse_batchnorm
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ __all__ = ["rewrite_patch_stems"]
 
 
 def _attrs(node) -> dict:
-    from onnx import helper  # noqa: PLC0415
+    from onnx import helper
 
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
@@ -40,7 +40,7 @@ def rewrite_patch_stems(model) -> int:
     """Rewrite, in place, every ``Q(image) → DQ → Conv(k×k, stride k)`` of a QDQ model
     whose ``image`` is a graph input with a height and width divisible by ``k``; returns
     how many were rewritten (0 leaves the model untouched)."""
-    from onnx import helper, numpy_helper  # noqa: PLC0415
+    from onnx import helper, numpy_helper
 
     g = model.graph
     inits = {t.name: t for t in g.initializer}

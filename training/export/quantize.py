@@ -24,14 +24,14 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     calibration methods). ``space_to_depth_stem``: rewrite a k×k stride-k stem on the
     image (same result, about half of stage 1's int8 time saved in that layer).
     """
-    from onnxruntime.quantization import (  # noqa: PLC0415
+    from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
         QuantFormat,
         QuantType,
         quantize_static,
     )
-    from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: PLC0415
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                "entropy": CalibrationMethod.Entropy}
@@ -47,7 +47,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
             self._batches = iter([calibration[i:i + batch_size]
                                   for i in range(0, len(calibration), batch_size)])
 
-        def get_next(self):  # noqa: ANN202 - ORT's interface
+        def get_next(self):  # ORT's interface
             batch = next(self._batches, None)
             return None if batch is None else {"image": batch}
 
@@ -66,9 +66,9 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
     if space_to_depth_stem:
-        import onnx  # noqa: PLC0415
+        import onnx
 
-        from training.export.patch_stem import rewrite_patch_stems  # noqa: PLC0415
+        from training.export.patch_stem import rewrite_patch_stems
 
         model = onnx.load(os.fspath(out_path))
         if rewrite_patch_stems(model):

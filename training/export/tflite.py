@@ -201,8 +201,8 @@ def predict_tflite(path: str | os.PathLike, x: np.ndarray, *, stage: str,
     """Logits of a ``.tflite`` file for tiles ``x`` ``[N, 1, S, S]``, through the device
     runtime (XNNPACK on the CPU; a full-integer model is quantized/dequantized exactly
     as on the device)."""
-    from edge.backends.tflite_backend import TFLiteBackend  # noqa: PLC0415
-    from edge.bundle import STAGES, StageFile  # noqa: PLC0415
+    from edge.backends.tflite_backend import TFLiteBackend
+    from edge.bundle import STAGES, StageFile
 
     session = TFLiteBackend(threads=threads, providers=["cpu"]).open(
         StageFile(stage, fmt, Path(path), ""), size=x.shape[-1], outputs=STAGES[stage])
@@ -256,7 +256,7 @@ def check_parity(evaluation: dict[str, dict], fmt: str, *,
 def register_edgetpu(bundle: str | os.PathLike) -> dict:
     """List every ``<stage>.int8-full_edgetpu.tflite`` in ``bundle`` with its sha256
     under ``manifest.json``'s ``edgetpu`` key (what the Edge TPU runtime checks)."""
-    from edge.bundle import sha256_file  # noqa: PLC0415
+    from edge.bundle import sha256_file
 
     root = Path(bundle)
     mf = root / "manifest.json"

@@ -39,9 +39,9 @@ def calibration_images(bundle_dir: str | os.PathLike, data_dir: str | os.PathLik
     docs/tflite.md). ``per_class`` given, or a bundle without marked images: a fresh
     class-balanced draw of ``per_class`` (default: the recipe's 48) images per class of ``data_dir``.
     """
-    from training.data import balanced_subset, discover  # noqa: PLC0415
-    from training.ingest import calibration_rows, read_splits  # noqa: PLC0415
-    from training.recipe import TrainRecipe  # noqa: PLC0415
+    from training.data import balanced_subset, discover
+    from training.ingest import calibration_rows, read_splits
+    from training.recipe import TrainRecipe
 
     splits = Path(bundle_dir) / "splits.json"
     rows = calibration_rows(read_splits(splits)) if splits.is_file() else []
@@ -58,7 +58,7 @@ def validation_images(bundle_dir: str | os.PathLike, data_dir: str | os.PathLike
                       ) -> tuple[list[str], np.ndarray] | None:
     """The bundle's validation split found under ``data_dir`` (sha256 checked), or ``None``
     when the bundle records none. Never trained on; a second, larger sample for agreement."""
-    from training.ingest import read_splits  # noqa: PLC0415
+    from training.ingest import read_splits
 
     splits = Path(bundle_dir) / "splits.json"
     rows = [r for r in read_splits(splits)["files"] if r["split"] == "val"] \
@@ -68,8 +68,8 @@ def validation_images(bundle_dir: str | os.PathLike, data_dir: str | os.PathLike
 
 def _recorded_images(rows: list[dict], data_dir: Path, splits: Path, what: str
                      ) -> tuple[list[str], np.ndarray]:
-    from edge.bundle import sha256_file  # noqa: PLC0415
-    from training.ingest import LABELS  # noqa: PLC0415
+    from edge.bundle import sha256_file
+    from training.ingest import LABELS
 
     paths, labels = [], []
     for row in rows:
@@ -98,13 +98,13 @@ def add_tflite_to_bundle(bundle_dir: str | os.PathLike, *, data_dir: str | os.Pa
     ImageFolder, the first one gating. Raises
     :class:`~training.export.gate.ExportRefused` when a variant fails the gate.
     """
-    from edge.bundle import FORMATS, load_bundle, sha256_file  # noqa: PLC0415
-    from training.data import discover, load_dataset  # noqa: PLC0415
-    from training.evaluate import evaluate_outputs, predict_onnx  # noqa: PLC0415
-    from training.export.gate import ExportRefused  # noqa: PLC0415
-    from training.export.tflite import FORMATS as TFLITE_FORMATS  # noqa: PLC0415
-    from training.export.tflite import check_parity, convert_stages, predict_tflite  # noqa: PLC0415
-    from training.pipeline import _summary  # noqa: PLC0415
+    from edge.bundle import FORMATS, load_bundle, sha256_file
+    from training.data import discover, load_dataset
+    from training.evaluate import evaluate_outputs, predict_onnx
+    from training.export.gate import ExportRefused
+    from training.export.tflite import FORMATS as TFLITE_FORMATS
+    from training.export.tflite import check_parity, convert_stages, predict_tflite
+    from training.pipeline import _summary
 
     if not eval_sets:
         raise ValueError("give at least one held-out set (--eval NAME=DIR): the parity gate needs it")

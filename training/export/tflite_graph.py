@@ -75,10 +75,10 @@ class GraphReport:
 
 def _interpreter(path: str):
     try:
-        from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+        from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         try:
-            from tflite_runtime.interpreter import Interpreter  # noqa: PLC0415
+            from tflite_runtime.interpreter import Interpreter
         except ImportError:
             raise ImportError("inspecting .tflite files needs ai-edge-litert: pip install "
                               "'semedge[tflite]'") from None
