@@ -375,7 +375,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the scorecard with every prediction as JSON "
                         "('-': stdout, the tables go to stderr)")
     p.add_argument("--plots", metavar="DIR",
-                   help=f"write {CONFUSION_PNG} and {WORST_PNG} (needs matplotlib)")
+                   help=f"write {CONFUSION_PNG}, {STAGE1_PNG} and {WORST_PNG} into DIR "
+                        "(needs matplotlib)")
     p.add_argument("--worst", type=_count, default=24, metavar="N",
                    help="mistakes on the contact sheet and in the JSON (default: 24)")
     p.add_argument("--queue", type=_count, default=0, metavar="N",

@@ -51,6 +51,17 @@ def test_setup_stops_before_installing_when_the_disk_is_too_full(tmp_path):
     assert not (tmp_path / "env").exists()  # nothing half-made left behind
 
 
+def test_setup_help_prints_usage_and_an_option_is_never_taken_for_a_folder(tmp_path):
+    script = Path(__file__).resolve().parents[2] / "scripts" / "setup-tflite"
+    helped = subprocess.run(["bash", str(script), "--help"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "ENV_DIR" in helped.stdout
+    wrong = subprocess.run(["bash", str(script), "--bogus"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "unknown option --bogus" in wrong.stderr
+    assert list(tmp_path.iterdir()) == []  # no environment folder named after an option
+
+
 def test_calibration_is_passed_through_as_nhwc_without_normalization():
     x = np.random.default_rng(0).random((3, 1, 8, 8), dtype=np.float32)
     y = _nhwc(x)

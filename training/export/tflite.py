@@ -286,7 +286,7 @@ def run_setup(env: str | os.PathLike | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``python -m training.export.tflite {setup [ENV] | register-edgetpu BUNDLE}``."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["setup"] and len(argv) <= 2:
+    if argv[:1] == ["setup"] and len(argv) <= 2 and not argv[-1].startswith("-"):
         return run_setup(argv[1] if len(argv) == 2 else None)
     if argv[:1] == ["register-edgetpu"] and len(argv) == 2:
         print(json.dumps(register_edgetpu(argv[1]), indent=2))
