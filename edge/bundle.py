@@ -47,7 +47,8 @@ FORMATS: dict[str, str] = {
 STAGES: dict[str, int] = {"stage1": 1, "stage2": len(DEFECT_CLASSES), "monolithic": len(CLASSES)}
 """Stage name → number of output logits per tile."""
 
-REQUIRED_STAGES = ("stage1", "stage2")
+REQUIRED_STAGES = ("stage1",)
+"""Every bundle has stage 1; one without stage 2 is a binary (stage-1-only) bundle."""
 
 LARGE_IMAGE_RULES = ("tile", "resize")
 """``preprocess.large_image`` values: what the edge does with an image larger than a tile."""
@@ -117,6 +118,11 @@ class Bundle:
     metrics: dict[str, Any]
     manifest: dict[str, Any] = field(repr=False)
     large_image: str = "tile"
+
+    @property
+    def binary(self) -> bool:
+        """A stage-1-only bundle: flagged tiles are ``defective``, no class is named."""
+        return "stage2" not in self.files
 
     def formats(self, stage: str) -> tuple[str, ...]:
         """Format keys the bundle has for ``stage`` (empty if the stage is absent)."""
@@ -261,8 +267,13 @@ def _parse(root: Path, mf: Path, manifest: Any) -> Bundle:
         raise BundleError(mf, f"preprocess.large_image {large!r} is not supported "
                               f"({', '.join(map(repr, LARGE_IMAGE_RULES))})")
     s1 = _get(manifest, "stage1", dict, "", mf)
-    s2 = _get(manifest, "stage2", dict, "", mf)
     files = _parse_files(root, mf, _get(manifest, "files", dict, "", mf))
+    # a stage-1-only bundle has neither a stage-2 model nor a stage2 block
+    if "stage2" in manifest and "stage2" not in files:
+        raise BundleError(mf, "schema: files.stage2 is required (the manifest has a stage2 "
+                              "block; a stage-1-only bundle has neither)")
+    s2 = (_get(manifest, "stage2", dict, "", mf) if "stage2" in files
+          else {"temperature": 1.0, "unknown_threshold": 0.0})
     metrics = _get(manifest, "metrics", dict, "", mf)
     return Bundle(
         root=root,

@@ -71,8 +71,8 @@ class Cascade:
         Why this target and runtime were chosen.
     """
 
-    def __init__(self, bundle: Bundle, profile: Profile, stage1: Session, stage2: Session,
-                 *, target_reason: str = "") -> None:
+    def __init__(self, bundle: Bundle, profile: Profile, stage1: Session,
+                 stage2: Session | None, *, target_reason: str = "") -> None:
         self.bundle = bundle
         self.profile = profile
         self.stage1 = stage1
@@ -86,7 +86,8 @@ class Cascade:
         self.temperature = bundle.temperature
         self.unknown_threshold = bundle.unknown_threshold
         self.target_reason = target_reason
-        d1, d2 = stage1.describe, stage2.describe
+        d1 = stage1.describe
+        d2 = d1 if stage2 is None else stage2.describe
         self.backend = d1 if d1 == d2 else f"{d1}+{d2}"
 
     def __repr__(self) -> str:
@@ -108,7 +109,11 @@ class Cascade:
         return _sigmoid(_run_batched(self.stage1, batch, self.batch)[:, 0])
 
     def stage2_probs(self, batch: np.ndarray) -> np.ndarray:
-        """Calibrated class probabilities ``(M, 6)`` for a tile batch ``(M, 1, S, S)``."""
+        """Calibrated class probabilities ``(M, 6)`` for a tile batch ``(M, 1, S, S)``.
+
+        Raises ``ValueError`` on a stage-1-only bundle (it has no stage 2)."""
+        if self.stage2 is None:
+            raise ValueError(f"bundle {self.bundle.name!r} is stage-1-only: it has no stage 2")
         if len(batch) == 0:
             return np.zeros((0, len(DEFECT_CLASSES)), np.float32)
         return _softmax(_run_batched(self.stage2, batch, self.batch), self.temperature)
@@ -140,10 +145,11 @@ class Cascade:
         flagged = s1 >= self.threshold
         idx = np.flatnonzero(flagged)
         probs = np.full((len(s1), len(DEFECT_CLASSES)), np.nan, np.float32)
-        if len(idx):
+        if len(idx) and self.stage2 is not None:
             probs[idx] = self.stage2_probs(np.ascontiguousarray(tiles.batch[idx]))
         t3 = time.perf_counter()
-        labels, scores = label_tiles(s1, flagged, probs, self.unknown_threshold)
+        labels, scores = label_tiles(s1, flagged, None if self.stage2 is None else probs,
+                                     self.unknown_threshold)
         label, score, decisive = image_label(s1, flagged, labels, scores)
         t4 = time.perf_counter()
         ms = 1000.0
@@ -251,21 +257,29 @@ def _map_boxes(boxes: np.ndarray, work_shape: tuple[int, int],
     return out
 
 
+def _cascade_stages(bundle: Bundle) -> tuple[str, ...]:
+    """The stages the cascade runs: stage 1, and stage 2 unless the bundle is binary."""
+    return ("stage1",) if bundle.binary else ("stage1", "stage2")
+
+
+def _runs_format(bundle: Bundle, fmt: str) -> bool:
+    return all(fmt in bundle.formats(s) for s in _cascade_stages(bundle))
+
+
 def _pick_format(bundle: Bundle, runtime: Runtime, target: str) -> str:
     for fmt in runtime.formats:
-        if fmt in bundle.formats("stage1") and fmt in bundle.formats("stage2"):
+        if _runs_format(bundle, fmt):
             return fmt
+    has = " and ".join(f"{s} {list(bundle.formats(s))}" for s in _cascade_stages(bundle))
     raise BundleError(
         bundle.root / "manifest.json",
         f"target {target!r} runs {runtime.backend} formats {list(runtime.formats)}, but the "
-        f"bundle has stage1 {list(bundle.formats('stage1'))} and stage2 "
-        f"{list(bundle.formats('stage2'))}",
+        f"bundle has {has}",
     )
 
 
 def _has_formats(bundle: Bundle, runtime: Runtime) -> bool:
-    return any(f in bundle.formats("stage1") and f in bundle.formats("stage2")
-               for f in runtime.formats)
+    return any(_runs_format(bundle, f) for f in runtime.formats)
 
 
 def _fallback_for_bundle(bundle: Bundle, profile: Profile, runtime: Runtime,
@@ -332,8 +346,9 @@ def load(bundle: Bundle | PathLike | None = None, *, target: str | Profile = "au
     fmt = _pick_format(loaded, runtime, profile.name)
     backend = create_backend(runtime.backend, **runtime.options(profile.resolved_threads()))
     stage1 = backend.open(loaded.file("stage1", fmt), size=loaded.input_size, outputs=1)
-    stage2 = backend.open(loaded.file("stage2", fmt), size=loaded.input_size,
-                          outputs=len(DEFECT_CLASSES))
+    stage2 = (None if loaded.binary else
+              backend.open(loaded.file("stage2", fmt), size=loaded.input_size,
+                           outputs=len(DEFECT_CLASSES)))
     reason = f"target {profile.name} ({reason}); {runtime.backend} {fmt}"
     if note:
         reason += f"; {note}"

@@ -10,3 +10,7 @@ DEFECT_CLASSES: tuple[str, ...] = CLASSES[1:]
 
 UNKNOWN = "unknown"
 """Label of a tile whose stage-2 confidence is under the bundle's threshold."""
+
+DEFECTIVE = "defective"
+"""Label of a flagged tile or image from a stage-1-only (binary) bundle: no stage 2 names
+the defect."""

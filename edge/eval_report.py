@@ -108,6 +108,24 @@ def print_scorecard(card: Scorecard, console: Console, *, worst: int = 8) -> Non
         console.print(f"stage 1 recall by defect visibility (Rose k: sub-visible < 3, "
                       f"marginal 3-5, visible >= 5): {bands}", highlight=False)
 
+    if "skipped" in card.stage2:
+        c = card.cascade
+        console.print(f"{card.stage2['skipped']}; accuracy on {c['images']} images: "
+                      f"{_f(c['accuracy'])}", highlight=False)
+    else:
+        _print_stage2(card, console)
+    _print_out_of_taxonomy(card, console)
+    _print_worst(card, console, worst)
+    for p in card.errors[:10]:
+        console.print(f"[red]error[/red]: {escape(p.error or '')}")
+    if len(card.errors) > 10:
+        console.print(f"… and {len(card.errors) - 10} more errors (see the JSON)")
+
+
+def _print_stage2(card: Scorecard, console: Console) -> None:
+    """Stage 2 per class, end to end and given flagged, and the whole cascade's line."""
+    from rich.table import Table
+
     e2e, given = card.stage2["end_to_end"], card.stage2["given_flagged"]
     t = Table(title="stage 2 on taxonomy defects: end to end (a missed defect or unknown is "
                     "wrong) | given stage 1 flagged")
@@ -134,6 +152,12 @@ def print_scorecard(card: Scorecard, console: Console, *, worst: int = 8) -> Non
                   f"{_f(c['accuracy'])}, 7-class macro-F1 {_f(c['macro_f1'])}",
                   highlight=False)
 
+
+def _print_out_of_taxonomy(card: Scorecard, console: Console) -> None:
+    """Per out-of-taxonomy folder: flagged by stage 1, and ``unknown`` of those."""
+    from rich.markup import escape
+    from rich.table import Table
+
     o = card.out_of_taxonomy
     if o["images"]:
         t = Table(title="defects outside the taxonomy")
@@ -152,6 +176,12 @@ def print_scorecard(card: Scorecard, console: Console, *, worst: int = 8) -> Non
         console.print("no out-of-taxonomy folder: out-of-taxonomy shares not measured",
                       highlight=False)
 
+
+def _print_worst(card: Scorecard, console: Console, worst: int) -> None:
+    """The worst mistakes, most confident first."""
+    from rich.markup import escape
+    from rich.table import Table
+
     if card.worst and worst:
         t = Table(title=f"worst mistakes (top {min(worst, len(card.worst))})")
         for col in ("file", "truth", "answer", "score", "stage 1", "kind"):
@@ -160,10 +190,6 @@ def print_scorecard(card: Scorecard, console: Console, *, worst: int = 8) -> Non
             t.add_row(escape(p.path), escape(p.truth), p.label, _f(p.score),
                       _f(p.stage1_score), mistake_kind(p.truth, p.label) or "")
         console.print(t)
-    for p in card.errors[:10]:
-        console.print(f"[red]error[/red]: {escape(p.error or '')}")
-    if len(card.errors) > 10:
-        console.print(f"… and {len(card.errors) - 10} more errors (see the JSON)")
 
 
 # ---------------------------------------------------------------------------- files
@@ -203,9 +229,11 @@ def write_confusion_png(card: Scorecard, path: str | Path) -> None:
     ax.set_yticks(range(len(rows)), [f"{r} ({n})" for r, n in zip(rows, matrix.sum(axis=1))])
     ax.set_xlabel("answer")
     ax.set_ylabel("folder (images)")
-    s1, e2e = card.stage1, card.stage2["end_to_end"]
+    s1 = card.stage1
+    second = ("stage 1 only" if "skipped" in card.stage2 else
+              f"stage-2 macro-F1 {_f(card.stage2['end_to_end']['macro_f1'])}")
     ax.set_title(f"stage-1 recall {_f(s1['recall'])}, specificity {_f(s1['specificity'])}; "
-                 f"stage-2 macro-F1 {_f(e2e['macro_f1'])}", fontsize=9)
+                 f"{second}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from edge import metrics
-from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN
+from edge.classes import CLASSES, DEFECT_CLASSES, DEFECTIVE, UNKNOWN
 from edge.files import IMAGE_SUFFIXES
 from edge.jsonsafe import json_safe
 from edge.visibility import read_visibility, recall_by_band
@@ -301,10 +301,13 @@ def mistake_kind(truth: str, label: str) -> str | None:
     ``out_of_taxonomy_as_class``   an out-of-taxonomy defect → one of the six classes
     =============================  ==============================================
 
-    An out-of-taxonomy defect answered ``unknown`` is right.
+    An out-of-taxonomy defect answered ``unknown`` is right, and so is any defect answered
+    ``defective`` (a stage-1-only bundle's answer).
     """
     if truth == label:
         return None
+    if label == DEFECTIVE:
+        return "false_alarm" if truth == NORMAL else None
     if truth == NORMAL:
         return "false_alarm"
     if label == NORMAL:
@@ -461,10 +464,32 @@ def _worst(preds: Sequence[Prediction], n: int) -> list[Prediction]:
     return confident[:take_c] + missed[:take_m]
 
 
+BINARY_NOTE = "stage-1-only bundle: no stage 2, answers are normal or defective"
+
+
+def _stage2_and_cascade(ok: Sequence[Prediction], cols: tuple[str, ...]
+                        ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Stage 2 on taxonomy defects (end to end, and given stage 1 flagged them), and the
+    whole cascade on taxonomy images (normal included), 7 classes + ``unknown``."""
+    tax_defects = [p for p in ok if p.truth in DEFECT_CLASSES]
+    stage2 = {"end_to_end": _stage2_block(tax_defects),
+              "given_flagged": _stage2_block([p for p in tax_defects if p.flagged])}
+    tax = [p for p in ok if p.in_taxonomy]
+    idx = {c: i for i, c in enumerate(cols)}
+    cm7 = metrics.confusion_matrix(np.array([idx[p.truth] for p in tax], np.int64),
+                                   np.array([idx[p.label] for p in tax], np.int64), len(cols))
+    table7, macro7, present7 = _class_table(cm7, CLASSES)
+    cascade = {"images": len(tax), "classes": present7, "macro_f1": macro7,
+               "accuracy": _share(int(np.trace(cm7)), len(tax)),
+               "per_class": {c: table7[c] for c in present7}}
+    return stage2, cascade
+
+
 def compute_scorecard(predictions: Sequence[Prediction], *,
                       folders: dict[str, int] | None = None,
                       worst: int = 24,
-                      visibility: dict[str, float] | None = None) -> Scorecard:
+                      visibility: dict[str, float] | None = None,
+                      binary: bool = False) -> Scorecard:
     """The scorecard of a list of predictions (pure; definitions in ``docs/eval.md``).
 
     Parameters
@@ -479,6 +504,10 @@ def compute_scorecard(predictions: Sequence[Prediction], *,
     visibility : dict of str to float, optional
         Defect visibility ``k`` by prediction path (``edge.visibility``, from a synth
         folder's manifest): adds ``stage1.by_visibility``, recall per band.
+    binary : bool
+        The predictions come from a stage-1-only bundle (answers ``normal`` /
+        ``defective``): ``stage2`` says it was skipped, ``cascade`` is the binary
+        accuracy, and the confusion matrix has the columns ``normal`` and ``defective``.
 
     Returns
     -------
@@ -512,22 +541,15 @@ def compute_scorecard(predictions: Sequence[Prediction], *,
             np.array([p.defective for p in ok], bool), np.array([p.flagged for p in ok], bool),
             np.array([visibility.get(p.path, math.nan) for p in ok], np.float64))
 
-    # -- stage 2 on taxonomy defects: end to end, and given stage 1 flagged them
-    tax_defects = [p for p in ok if p.truth in DEFECT_CLASSES]
-    end_to_end = _stage2_block(tax_defects)
-    given = _stage2_block([p for p in tax_defects if p.flagged])
-    stage2 = {"end_to_end": end_to_end, "given_flagged": given}
-
-    # -- the whole cascade on taxonomy images (normal included), 7 classes + unknown
-    tax = [p for p in ok if p.in_taxonomy]
-    cols = (*CLASSES, UNKNOWN)
+    if binary:
+        cols: tuple[str, ...] = (NORMAL, DEFECTIVE)
+        stage2: dict[str, Any] = {"skipped": BINARY_NOTE}
+        right = sum(p.defective == p.flagged for p in ok)
+        cascade = {"images": len(ok), "binary": True, "accuracy": _share(right, len(ok))}
+    else:
+        cols = (*CLASSES, UNKNOWN)
+        stage2, cascade = _stage2_and_cascade(ok, cols)
     idx = {c: i for i, c in enumerate(cols)}
-    cm7 = metrics.confusion_matrix(np.array([idx[p.truth] for p in tax], np.int64),
-                                   np.array([idx[p.label] for p in tax], np.int64), len(cols))
-    table7, macro7, present7 = _class_table(cm7, CLASSES)
-    cascade = {"images": len(tax), "classes": present7, "macro_f1": macro7,
-               "accuracy": _share(int(np.trace(cm7)), len(tax)),
-               "per_class": {c: table7[c] for c in present7}}
 
     # -- out-of-taxonomy defects
     oot = [p for p in ok if not p.in_taxonomy]
@@ -600,7 +622,8 @@ def evaluate(cascade: Cascade, data: EvalData | PathLike, *, worst: int = 24,
     seconds = time.perf_counter() - t0
     ks = read_visibility(data.root, [data.root / p.path for p in preds])
     visibility = {p.path: float(k) for p, k in zip(preds, ks) if not math.isnan(k)}
-    card = compute_scorecard(preds, folders=data.folders, worst=worst, visibility=visibility)
+    card = compute_scorecard(preds, folders=data.folders, worst=worst, visibility=visibility,
+                             binary=cascade.bundle.binary)
     bundle = cascade.bundle
     small = bundle.manifest.get("preprocess", {}).get("small_image", "upscale")
     run = {

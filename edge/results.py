@@ -8,6 +8,8 @@ The image-label rule (also in ``docs/runtime.md``):
   (ties: lowest tile index); the image takes its label (a defect class, or ``unknown``
   when its stage-2 top probability is under the bundle's threshold) and its score
   (that top probability). An image with a flagged tile is never ``normal``.
+* a stage-1-only (binary) bundle has no stage 2: a flagged tile is ``defective`` with its
+  stage-1 score, and so is the image its decisive tile decides.
 
 Every ``score`` is the confidence in the label it stands next to.
 
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN
+from edge.classes import CLASSES, DEFECT_CLASSES, DEFECTIVE, UNKNOWN
 
 __all__ = ["ImageResult", "TileResult", "blank_result", "error_result", "image_label",
            "label_tiles"]
@@ -125,7 +127,7 @@ class ImageResult:
         out = []
         for i in range(len(self.tile_labels)):
             probs = None
-            if self.flagged[i]:
+            if self.flagged[i] and np.isfinite(self.stage2_probs[i]).all():
                 probs = {c: float(p) for c, p in zip(DEFECT_CLASSES, self.stage2_probs[i])}
             x0, y0, x1, y1 = (int(v) for v in self.boxes[i])
             out.append(TileResult(
@@ -185,11 +187,12 @@ def blank_result(path: str | None, warning: str, boxes: np.ndarray, *,
     )
 
 
-def label_tiles(stage1_scores: np.ndarray, flagged: np.ndarray, probs: np.ndarray,
+def label_tiles(stage1_scores: np.ndarray, flagged: np.ndarray, probs: np.ndarray | None,
                 unknown_threshold: float) -> tuple[tuple[str, ...], np.ndarray]:
     """Per-tile labels and scores (pure; see the module docstring for the rule).
 
-    ``probs`` is ``(N, 6)`` with any values in unflagged rows.
+    ``probs`` is ``(N, 6)`` with any values in unflagged rows, or ``None`` for a
+    stage-1-only bundle (flagged tiles are then ``defective``).
     """
     labels = []
     scores = np.empty(len(stage1_scores), np.float32)
@@ -197,6 +200,10 @@ def label_tiles(stage1_scores: np.ndarray, flagged: np.ndarray, probs: np.ndarra
         if not hit:
             labels.append(NORMAL)
             scores[i] = 1.0 - s1
+            continue
+        if probs is None:
+            labels.append(DEFECTIVE)
+            scores[i] = s1
             continue
         top = int(np.argmax(probs[i]))
         scores[i] = probs[i, top]

@@ -292,7 +292,8 @@ def run_bench(config: BenchConfig, *, on_step: Callable[[str], None] | None = No
     Raises
     ------
     edge.bundle.BundleError
-        The bundle (or the default one) is missing or broken.
+        The bundle (or the default one) is missing or broken, or stage-1-only (the bench
+        measures the cascade's two stages against the monolithic model).
     ValueError
         Unknown target, or a target that cannot run here.
     edge.backends.BackendUnavailable, edge.backends.ProviderError
@@ -301,6 +302,10 @@ def run_bench(config: BenchConfig, *, on_step: Callable[[str], None] | None = No
     say = on_step or (lambda _msg: None)
     start = time.perf_counter()
     bundle = load_bundle(config.bundle)
+    if bundle.binary:
+        raise BundleError(bundle.root / "manifest.json",
+                          "a stage-1-only bundle: semedge bench measures the cascade's two "
+                          "stages against the monolithic model; score it with semedge eval")
     profile, why = _profile(config.target)
     runtime, note = profile.choose_runtime()
     threads = profile.resolved_threads()
