@@ -13,7 +13,7 @@ __all__ = ["write_manifest"]
 
 
 def write_manifest(out_dir: Path, *, name: str, size: int, low: float, high: float,
-                   stage1: dict, stage2: dict, files: dict[str, dict[str, Path]],
+                   stage1: dict, stage2: dict | None, files: dict[str, dict[str, Path]],
                    metrics: dict, provenance: dict, models: dict | None = None,
                    large_image: str = "tile",
                    checkpoints: dict[str, Path] | None = None,
@@ -24,6 +24,7 @@ def write_manifest(out_dir: Path, *, name: str, size: int, low: float, high: flo
     ``out_dir``. ``checkpoints`` (stage → ``.pt`` inside ``out_dir``) and ``splits``
     (``splits.json``) are listed with their sha256 under the keys of the same names,
     which the edge does not read (``semedge train --init`` and the leakage check do).
+    ``stage2`` None: a stage-1-only bundle (no ``stage2`` block, no stage-2 files).
     """
     out_dir = Path(out_dir)
     entries: dict[str, dict[str, dict[str, str]]] = {}
@@ -44,7 +45,7 @@ def write_manifest(out_dir: Path, *, name: str, size: int, low: float, high: flo
         "preprocess": {"low": float(low), "high": float(high), "small_image": "upscale",
                        "large_image": large_image},
         "stage1": stage1,
-        "stage2": stage2,
+        **({} if stage2 is None else {"stage2": stage2}),
         "files": entries,
         "metrics": metrics,
         "provenance": provenance,

@@ -63,7 +63,9 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
     Parameters
     ----------
     outputs : dict
-        ``stage1`` (N, 1), ``stage2`` (N, 6) and optionally ``monolithic`` (N, 7) logits.
+        ``stage1`` (N, 1), ``stage2`` (N, 6) and optionally ``monolithic`` (N, 7) logits;
+        without ``stage2`` (a stage-1-only bundle) the cascade answers ``normal`` or
+        defective and ``stage2`` is left out.
     labels : (N,) int array
     threshold, temperature, unknown_threshold : float
         The bundle's stage-1 threshold (on sigmoid scores) and stage-2 calibration.
@@ -102,6 +104,8 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
             res["stage1"]["recall_per_class"][name] = float(flagged[labels == i].mean())
     if visibility is not None:
         res["stage1"]["recall_by_visibility"] = recall_by_band(defective, flagged, visibility)
+    if "stage2" not in outputs:
+        return _binary_cascade(res, outputs, labels, flagged, threshold, reference)
 
     p2 = softmax(outputs["stage2"], temperature)
     pred2 = p2.argmax(axis=1)
@@ -179,6 +183,28 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
             agree["monolithic"] = float((reference["monolithic"].argmax(1)
                                          == outputs["monolithic"].argmax(1)).mean())
         res["agreement"] = agree
+    return res
+
+
+def _binary_cascade(res: dict, outputs: dict[str, np.ndarray], labels: np.ndarray,
+                    flagged: np.ndarray, threshold: float,
+                    reference: dict[str, np.ndarray] | None) -> dict:
+    """A stage-1-only cascade: right when flagged equals defective (any label but 0)."""
+    defective, normal = labels != 0, labels == 0
+    correct = flagged == defective
+    res["cascade"] = {
+        "binary": True,
+        "accuracy": float(correct.mean()) if len(labels) else float("nan"),
+        "accuracy_normal": float(correct[normal].mean()) if normal.any() else float("nan"),
+        "accuracy_defect": float(correct[defective].mean()) if defective.any()
+        else float("nan"),
+    }
+    if reference is not None:
+        r1 = sigmoid(reference["stage1"][:, 0]) >= threshold
+        agree = float((r1 == flagged).mean())
+        res["agreement"] = {"stage1": agree, "cascade": agree,
+                            "stage1_max_abs_logit_diff": float(np.abs(
+                                reference["stage1"] - outputs["stage1"]).max())}
     return res
 
 

@@ -250,9 +250,9 @@ def _summary(m: dict) -> dict:
         "stage1_recall": m["stage1"]["recall"],
         "stage1_precision": m["stage1"]["precision"],
         "stage1_specificity": m["stage1"]["specificity"],
-        "stage2_macro_f1": m["stage2"]["macro_f1"],
-        "stage2_accuracy": m["stage2"]["accuracy"],
-        "ece": m["stage2"]["ece"],
+        "stage2_macro_f1": m.get("stage2", {}).get("macro_f1"),
+        "stage2_accuracy": m.get("stage2", {}).get("accuracy"),
+        "ece": m.get("stage2", {}).get("ece"),
         "cascade_accuracy": m["cascade"]["accuracy"],
     }
     if "monolithic" in m:
@@ -261,7 +261,7 @@ def _summary(m: dict) -> dict:
     if "agreement" in m:
         out["agreement_cascade"] = m["agreement"]["cascade"]
         out["agreement_stage1"] = m["agreement"]["stage1"]
-        out["agreement_stage2"] = m["agreement"]["stage2"]
+        out["agreement_stage2"] = m["agreement"].get("stage2")
     return out
 
 
@@ -274,10 +274,10 @@ def _check_targets(name: str, m: dict) -> dict:
     key, t = _targets_for(name)
     got = {"stage1_recall": m["stage1"]["recall"],
            "stage1_specificity": m["stage1"]["specificity"],
-           "stage2_macro_f1": m["stage2"]["macro_f1"]}
+           "stage2_macro_f1": m.get("stage2", {}).get("macro_f1")}
     rows = {k: {"target": t[k], "value": got[k],
                 "pass": bool(got[k] is not None and got[k] == got[k] and got[k] >= t[k])}
-            for k in t}
+            for k in t if "stage2" in m or not k.startswith("stage2")}
     return {"targets": key, "checks": rows, "pass": all(r["pass"] for r in rows.values())}
 
 
@@ -364,6 +364,7 @@ class _Preflight:
     source: Any  # edge.bundle.Bundle | None
     init_ckpts: dict[str, Path]
     eval_found: dict[str, Any]
+    binary: bool = False  # normal/defective data, no source: a stage-1-only bundle
 
 
 @dataclass
@@ -521,10 +522,13 @@ def _preflight(q: _Request, console: Any) -> _Preflight:
     if q.init is not None and q.complete_from is not None:
         raise DatasetError("give --init or --complete-from, not both")
     source_path = q.init if q.init is not None else q.complete_from
+    binary = missing == ["stage2"] and source_path is None
+    if binary:
+        missing = []  # a stage-1-only bundle: nothing to supply
     if missing and source_path is None:
         raise DatasetError(
             f"{q.data_dir}: layout {layout.name} ({', '.join(found.counts())}) trains "
-            f"{', '.join(trained)} only, and a bundle needs stage1 and stage2: pass "
+            f"{', '.join(trained)} only, and a bundle needs stage1: pass "
             "--init BUNDLE (fine-tune from it and take the rest from it) or "
             "--complete-from BUNDLE (take the rest from it)")
     source = load_bundle(source_path) if source_path is not None else None
@@ -540,7 +544,7 @@ def _preflight(q: _Request, console: Any) -> _Preflight:
                   for es in q.eval_sets}
     for es_name, ef in eval_found.items():
         check_leakage(found.sha256, ef.sha256, what=f"--eval {es_name} ({ef.root})")
-    return _Preflight(found, trained, missing, source, init_ckpts, eval_found)
+    return _Preflight(found, trained, missing, source, init_ckpts, eval_found, binary)
 
 
 def _init_checkpoints_for(source: Any, trained: list[str]) -> dict[str, Path]:
@@ -689,6 +693,8 @@ def _calibrate(q: _Request, pre: _Preflight, models: dict, val: Dataset,
     else:
         stage1_info = {**pre.source.manifest["stage1"],
                        "supplied_by": _supplied(pre)["stage1"]}
+    if pre.binary:
+        return _Calibration(stage1_info, choice, 1.0, 0.0, None, None)
     if "stage2" not in models:
         s2 = pre.source.manifest["stage2"]
         return _Calibration(stage1_info, choice, pre.source.temperature,
@@ -797,15 +803,16 @@ def _report(q: _Request, pre: _Preflight, data: _Data, models: dict, fits: dict,
                           f"{r.threads} threads) on the machine that trained"},
         "sizes_bytes": sizes,
         "int8_stage1_plus_stage2_bytes": (sizes["stage1"]["onnx-int8"]
-                                          + sizes["stage2"]["onnx-int8"]),
+                                          + sizes.get("stage2", {}).get("onnx-int8", 0)),
         "int8_size_budget_bytes": INT8_SIZE_BUDGET,
         "stage1_threshold": cal.stage1_info,
         "layout": {"name": layout.name, "trained": pre.trained, "supplied_by": _supplied(pre),
                    "init": str(q.init) if q.init is not None else None,
                    "labels": list(layout.labels)},
-        "stage2_calibration": {"temperature": cal.temperature, "ece_before": cal.ece_before,
-                               "ece_after": cal.ece_after, "unknown_threshold": cal.unknown,
-                               "unknown_coverage": r.unknown_coverage},
+        "stage2_calibration": (None if pre.binary else {
+            "temperature": cal.temperature, "ece_before": cal.ece_before,
+            "ece_after": cal.ece_after, "unknown_threshold": cal.unknown,
+            "unknown_coverage": r.unknown_coverage}),
         "training": {k: {"images_per_second": f.images_per_second, "seconds": f.seconds,
                          "samples": f.samples, "crop_samples": f.crop_samples,
                          "history": f.history,
@@ -931,8 +938,11 @@ def _stage1_manifest(r: TrainRecipe, cal: _Calibration, trained: bool) -> dict:
 
 
 def _stage2_manifest(r: TrainRecipe, pre: _Preflight, cal: _Calibration,
-                     trained: bool) -> dict:
-    """The manifest's ``stage2``: temperature, ``unknown`` threshold, ECE."""
+                     trained: bool) -> dict | None:
+    """The manifest's ``stage2``: temperature, ``unknown`` threshold, ECE (None for a
+    stage-1-only bundle)."""
+    if pre.binary:
+        return None
     if not trained:
         return {**pre.source.manifest["stage2"], "supplied_by": _supplied(pre)["stage2"]}
     return {"temperature": cal.temperature, "unknown_threshold": cal.unknown,

@@ -54,6 +54,8 @@ def write_report(report_dir: Path, report: dict) -> list[Path]:
     for set_name, by_format in report.get("evaluation", {}).items():
         for fmt, m in by_format.items():
             stem = f"{set_name}.{fmt}"
+            if "stage2" not in m:  # a stage-1-only bundle: no class confusion to draw
+                continue
             written.append(plot_confusion(m["stage2"]["confusion"], DEFECT_CLASSES,
                                           DEFECT_CLASSES, f"stage 2 — {set_name} — {fmt}",
                                           report_dir / f"confusion.stage2.{stem}.png"))
@@ -79,11 +81,12 @@ def summary_lines(report: dict) -> list[str]:
         for fmt, m in by_format.items():
             mono = m.get("monolithic", {}).get("accuracy")
             agree = m.get("agreement", {}).get("cascade")
+            s2 = m.get("stage2", {})
             lines.append(
                 f"{(set_name + ' / ' + fmt)[:24]:24s} {_pct(m['stage1']['recall'])}   "
                 f"{_pct(m['stage1']['specificity'])}  {_pct(m['stage1']['precision'])} "
-                f"{_pct(m['stage2']['macro_f1'])} {_pct(m['cascade']['accuracy'])}  "
-                f"{_pct(m['stage2']['ece'])} {_pct(mono)}  {_pct(agree)}")
+                f"{_pct(s2.get('macro_f1'))} {_pct(m['cascade']['accuracy'])}  "
+                f"{_pct(s2.get('ece'))} {_pct(mono)}  {_pct(agree)}")
     for set_name, rows in report.get("cascade_vs_monolithic", {}).items():
         for rate, row in rows.items():
             c, mo = row["cascade"], row.get("monolithic", {})

@@ -115,6 +115,33 @@ def test_a_binary_folder_trains_stage1_and_takes_stage2_from_complete_from(
     assert report["evaluation"]["test"]["onnx-int8"]["counts"]["defective"] > 0
 
 
+def test_a_binary_folder_alone_trains_a_stage1_only_bundle(tmp_path, recipe):
+    data = binary_folder(tmp_path / "bin", n=8)
+    out = tmp_path / "binary"
+    assert _train(["--data", str(data), "--out", str(out), "--recipe", str(recipe)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "stage2" not in manifest and set(manifest["files"]) == {"stage1"}
+    assert manifest["provenance"]["trained"] == ["stage1"]
+    assert manifest["provenance"]["supplied_by"] == {}
+    assert set(manifest["checkpoints"]) == {"stage1"}
+    report = json.loads((out / "report" / "metrics.json").read_text())
+    test = report["evaluation"]["test"]["onnx-int8"]
+    assert "stage2" not in test and test["cascade"]["binary"] is True
+    assert report["stage2_calibration"] is None and "stage2_macro_f1" not in report["drift"]
+    assert load_bundle(out).binary
+    cascade = _load(out)
+    answers = {cascade.classify(np.asarray(
+        np.random.default_rng(i).integers(0, 255, (96, 96)), np.uint8)).label for i in range(8)}
+    assert answers <= {"normal", "defective"}
+
+
+def test_stage2_only_data_without_a_source_bundle_is_refused(tmp_path, recipe, capsys):
+    data = defect_folder(tmp_path / "def", n=4)
+    assert _train(["--data", str(data), "--out", str(tmp_path / "o"), "--recipe",
+                   str(recipe)]) == 2
+    assert "a bundle needs stage1" in capsys.readouterr().err
+
+
 def test_init_fine_tunes_stage2_and_supplies_stage1(tmp_path, base_bundle, recipe):
     data = defect_folder(tmp_path / "def", n=6)
     out = tmp_path / "s2"

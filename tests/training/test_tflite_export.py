@@ -116,6 +116,19 @@ def test_parity_gate_passes_and_reports_every_format():
     assert row["drift"]["stage1_recall"]["drop"] == pytest.approx(0.004)
 
 
+def test_parity_gate_of_a_stage1_only_bundle_gates_stage1_alone():
+    def binary(recall: float, agree: float) -> dict:
+        return {"stage1": {"recall": recall}, "agreement": {"stage1": agree, "cascade": agree}}
+
+    row = check_parity({"onnx": binary(1.0, 1.0), "tflite-int8": binary(0.998, 0.995)},
+                       "tflite-int8")
+    assert row["pass"] and row["agreement_vs_onnx"] == {"stage1": 0.995}
+    assert set(row["drift"]) == {"stage1_recall"} and "stage2_macro_f1" not in row
+    with pytest.raises(ExportRefused, match=r"stage1 top-1 agreement 0\.9700"):
+        check_parity({"onnx": binary(1.0, 1.0), "tflite-int8": binary(1.0, 0.97)},
+                     "tflite-int8")
+
+
 @pytest.mark.parametrize("tfl, match", [
     (_metrics(1.0, 0.95, 0.98, 1.0), r"stage1 top-1 agreement 0\.9800 < 0\.99"),
     (_metrics(1.0, 0.95, 1.0, 0.9), r"stage2 top-1 agreement"),

@@ -34,9 +34,10 @@ def check_drift(fp32: dict, int8: dict, budget: DriftBudget = DriftBudget(), *,
     checks = {
         "stage1_recall": (fp32["stage1"]["recall"], int8["stage1"]["recall"],
                           budget.stage1_recall),
-        "stage2_macro_f1": (fp32["stage2"]["macro_f1"], int8["stage2"]["macro_f1"],
-                            budget.stage2_macro_f1),
     }
+    if "stage2" in fp32:  # a stage-1-only bundle has none
+        checks["stage2_macro_f1"] = (fp32["stage2"]["macro_f1"], int8["stage2"]["macro_f1"],
+                                     budget.stage2_macro_f1)
     drops: dict[str, dict[str, float]] = {}
     failed = []
     for key, (ref, got, allowed) in checks.items():

@@ -230,12 +230,15 @@ def check_parity(evaluation: dict[str, dict], fmt: str, *,
     agree = got["agreement"]
     # stage 2 is gated on the tiles of its six classes (its macro-F1's tiles); the
     # all-tiles number is reported next to it
-    agreement = {"stage1": float(agree["stage1"]),
-                 "stage2": float(agree.get("stage2_defect_tiles", agree["stage2"]))}
-    row = {"format": fmt, "min_agreement": min_agreement, "agreement_vs_onnx": agreement,
-           "stage2_agreement_all_tiles": float(agree["stage2"])}
-    for key, (part, metric) in {"stage1_recall": ("stage1", "recall"),
-                                "stage2_macro_f1": ("stage2", "macro_f1")}.items():
+    agreement = {"stage1": float(agree["stage1"])}
+    row: dict = {"format": fmt, "min_agreement": min_agreement,
+                 "agreement_vs_onnx": agreement}
+    metrics = {"stage1_recall": ("stage1", "recall")}
+    if "stage2" in agree:  # a stage-1-only bundle has no stage 2 to gate
+        agreement["stage2"] = float(agree.get("stage2_defect_tiles", agree["stage2"]))
+        row["stage2_agreement_all_tiles"] = float(agree["stage2"])
+        metrics["stage2_macro_f1"] = ("stage2", "macro_f1")
+    for key, (part, metric) in metrics.items():
         row[key] = {f: float(evaluation[f][part][metric])
                     for f in ("onnx", "onnx-int8", fmt) if f in evaluation}
     failed = [f"{k}: no held-out tiles of its six classes to measure agreement on"

@@ -121,7 +121,8 @@ def add_tflite_to_bundle(bundle_dir: str | os.PathLike, *, data_dir: str | os.Pa
                                                per_class=calibration_per_class, seed=seed)
     calib = load_dataset(paths, labels, **load_kw)
     log(f"calibration: {len(calib)} tiles from {data_dir} ({source})")
-    onnx_files = {s: bundle.file(s, "onnx").path for s in TFLITE_STAGES}
+    stages = ("stage1",) if bundle.binary else TFLITE_STAGES
+    onnx_files = {s: bundle.file(s, "onnx").path for s in stages}
     conversions = convert_stages(onnx_files, bundle_dir, calib.x, env=env)
     formats = tuple(TFLITE_FORMATS)
 
@@ -133,18 +134,19 @@ def add_tflite_to_bundle(bundle_dir: str | os.PathLike, *, data_dir: str | os.Pa
     evaluation: dict[str, dict[str, dict]] = {}
     for set_name, (p, y) in sources.items():
         ds = load_dataset(p, y, **load_kw)
-        ref = {s: predict_onnx(onnx_files[s], ds.x, threads=threads) for s in TFLITE_STAGES}
+        ref = {s: predict_onnx(onnx_files[s], ds.x, threads=threads) for s in stages}
         int8 = {s: predict_onnx(bundle.file(s, "onnx-int8").path, ds.x, threads=threads)
-                for s in TFLITE_STAGES}
+                for s in stages}
         evaluation[set_name] = {"onnx": evaluate_outputs(ref, ds.y, **thr, reference=ref),
                                 "onnx-int8": evaluate_outputs(int8, ds.y, **thr, reference=ref)}
         for fmt in formats:
             outs = {s: predict_tflite(conversions[s].files[fmt], ds.x, stage=s, fmt=fmt,
-                                      threads=threads) for s in TFLITE_STAGES}
+                                      threads=threads) for s in stages}
             evaluation[set_name][fmt] = evaluate_outputs(outs, ds.y, **thr, reference=ref)
         log(f"{set_name}: " + ", ".join(
-            f"{fmt} s1 recall {evaluation[set_name][fmt]['stage1']['recall']:.4f} "
-            f"s2 mF1 {evaluation[set_name][fmt]['stage2']['macro_f1']:.4f}"
+            f"{fmt} s1 recall {evaluation[set_name][fmt]['stage1']['recall']:.4f}"
+            + ("" if bundle.binary else
+               f" s2 mF1 {evaluation[set_name][fmt]['stage2']['macro_f1']:.4f}")
             for fmt in ("onnx", "onnx-int8", *formats)))
 
     gate_set = next(iter(eval_sets))
