@@ -40,6 +40,16 @@ def _bundle_folder(text: str | None) -> Path | None:
     return default_bundle_path()
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``semedge train``."""
     parser.add_argument("--data", type=Path, default=None,
@@ -63,7 +73,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                              "decision is reported); without it duplicates are an error")
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     parser.add_argument("--recipe", type=Path, default=None,
-                        help="training recipe TOML (see docs/training.md); default: built-in")
+                        help="training recipe TOML (see docs/training.md); default: a "
+                             "schedule scaled to the number of images, with early stopping")
     parser.add_argument("--eval", dest="eval_sets", action="append", type=_eval_set,
                         default=[], metavar="NAME=DIR",
                         help="held-out ImageFolder evaluated in every format (repeatable; "
@@ -71,6 +82,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                              "'shifted' is held to the shifted targets). Without it, a test "
                              "split of --data is held out")
     parser.add_argument("--seed", type=int, default=None, help="overrides the recipe's seed")
+    parser.add_argument("--target-recall", type=_fraction, default=None, metavar="R",
+                        help="stage 1's validation recall target, 0 < R < 1 (default: the "
+                             "recipe's; 0.95 without a recipe)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="overrides every model's epoch count")
     parser.add_argument("--samples-per-epoch", type=int, default=None,
@@ -138,7 +152,10 @@ def run_train(args: argparse.Namespace) -> int:
                      pipeline_start=args.pipeline_start, labels_csv=args.labels,
                      init=_bundle_folder(args.init),
                      complete_from=_bundle_folder(args.complete_from), device=args.device,
-                     drop_duplicates=args.drop_duplicates)
+                     drop_duplicates=args.drop_duplicates,
+                     scale_to_data=(args.recipe is None and args.epochs is None
+                                    and args.samples_per_epoch is None),
+                     target_recall=args.target_recall)
     except ExportRefused as err:
         print(f"semedge train: {err}", file=sys.stderr)
         return 3
@@ -161,7 +178,8 @@ def _command_line(args: argparse.Namespace) -> str:
         parts += ["--recipe", str(args.recipe)]
     for es in args.eval_sets:
         parts += ["--eval", f"{es.name}={es.path}"]
-    for flag, value in (("--seed", args.seed), ("--epochs", args.epochs),
+    for flag, value in (("--seed", args.seed), ("--target-recall", args.target_recall),
+                        ("--epochs", args.epochs),
                         ("--samples-per-epoch", args.samples_per_epoch),
                         ("--threads", args.threads), ("--checkpoints", args.checkpoints),
                         ("--device", None if args.device == "auto" else args.device)):

@@ -88,7 +88,7 @@ def _fit_config(m: ModelRecipe, seed: int, recipe: TrainRecipe):
                      batch_size=m.batch_size, lr=m.lr, weight_decay=m.weight_decay,
                      label_smoothing=m.label_smoothing, dense_weight=m.dense_weight,
                      crop=m.crop, crop_share=m.crop_share,
-                     outlier_weight=m.outlier_weight, seed=seed,
+                     outlier_weight=m.outlier_weight, patience=m.patience, seed=seed,
                      augment=recipe.augment.with_overrides(m.augment))
 
 
@@ -352,6 +352,8 @@ class _Request:
     init: str | os.PathLike | None
     complete_from: str | os.PathLike | None
     drop_duplicates: bool
+    scale_to_data: bool = False  # no recipe given: training.schedule.scaled_recipe
+    target_recall: float | None = None  # overrides the recipe's (and the scaled default)
 
 
 @dataclass
@@ -403,7 +405,9 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                  labels_csv: str | os.PathLike | None = None,
                  init: str | os.PathLike | None = None,
                  complete_from: str | os.PathLike | None = None,
-                 device: str = "auto", drop_duplicates: bool = False) -> TrainOutcome:
+                 device: str = "auto", drop_duplicates: bool = False,
+                 scale_to_data: bool = False,
+                 target_recall: float | None = None) -> TrainOutcome:
     """Train, export, evaluate and write a bundle into ``out_dir``.
 
     ``labels_csv``: ``path,label`` rows instead of label folders. ``init``: a bundle whose
@@ -412,6 +416,9 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     bundle that only supplies such a stage. Every data problem is reported before any
     training (:class:`training.data.DatasetError`, ``semedge train`` exit 2);
     ``drop_duplicates`` resolves the same image found twice instead (``training.ingest``).
+    ``scale_to_data``: the schedule of :func:`training.schedule.scaled_recipe` (samples
+    scaled to the training images, early stopping on the validation score);
+    ``target_recall``: stage 1's target recall instead of the recipe's.
 
     ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda`` for the training
     itself; thresholds, export and evaluation run on the CPU. Launched by ``torchrun``
@@ -427,7 +434,8 @@ def train_bundle(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     request = _Request(
         Path(data_dir), Path(out_dir), recipe if recipe is not None else TrainRecipe(),
         tuple(eval_sets), Path(checkpoint_dir) if checkpoint_dir else None, name, command,
-        recipe_path, pipeline_start, labels_csv, init, complete_from, drop_duplicates)
+        recipe_path, pipeline_start, labels_csv, init, complete_from, drop_duplicates,
+        scale_to_data, target_recall)
     dist = setup(device)  # before any work: a missing CUDA is an error here
     try:
         outcome = _train_bundle(request, dist, console, quiet)
@@ -462,7 +470,9 @@ def _train_bundle(q: _Request, dist: Distributed, console: Any, quiet: bool) -> 
         timings["data"] = time.perf_counter() - t0
         console.log(f"train {data.train.counts()}  val {data.val.counts()}  "
                     + "  ".join(f"{k} {len(v)}" for k, v in data.sets.items()))
-        models, fits = _train_models(q, pre, data.train, dist, progress, console)
+        q = _scheduled(q, pre, data.train, console)
+        r = q.recipe
+        models, fits = _train_models(q, pre, data, dist, progress, console)
         if not dist.is_main:
             return TrainOutcome(q.out_dir, {}, None)
         for model_name, model in models.items():
@@ -619,13 +629,57 @@ def _stage2_spec(labels: np.ndarray, outliers: bool) -> tuple:
     return keep, np.where(labels == OTHER_DEFECT, -1, labels - 1), None, False
 
 
-def _train_models(q: _Request, pre: _Preflight, train: Dataset, dist: Distributed,
+def _scheduled(q: _Request, pre: _Preflight, train: Dataset, console: Any) -> _Request:
+    """``q`` with the data-scaled schedule (when asked) and the target recall applied."""
+    from dataclasses import replace
+
+    from training.schedule import scaled_recipe
+
+    r = q.recipe
+    if q.scale_to_data:
+        images = {"stage1": len(train), "stage2": int((train.y > 0).sum()),
+                  "monolithic": int((train.y >= 0).sum())}
+        r = scaled_recipe(r, {m: images[m] for m in pre.trained})
+        console.log("schedule scaled to the data (no recipe): " + ", ".join(
+            f"{m} up to {getattr(r, m).epochs} × {getattr(r, m).samples_per_epoch:,} samples, "
+            f"stopping after {getattr(r, m).patience} epochs without a better validation "
+            "score" for m in pre.trained))
+    if q.target_recall is not None:
+        r = replace(r, target_recall=q.target_recall)
+    return replace(q, recipe=r)
+
+
+def _val_score(model_name: str, val: Dataset):
+    """The validation score early stopping watches: stage 1's ROC AUC, the class
+    models' macro-F1 over the classes present (None: no validation tile to score)."""
+    from edge.metrics import confusion_matrix, macro_f1, roc_auc
+    from training.train_loop import predict_logits
+
+    if model_name == "stage1":
+        truth = val.y != 0
+        if truth.all() or not truth.any():
+            return None
+        return lambda model: roc_auc(truth, predict_logits(model, val.x)[:, 0])
+    keep = (val.y > 0) if model_name == "stage2" else (val.y >= 0)
+    if not keep.any():
+        return None
+    truth = val.y[keep] - (1 if model_name == "stage2" else 0)
+    classes = 6 if model_name == "stage2" else 7
+
+    def score(model) -> float:
+        pred = predict_logits(model, val.x[keep]).argmax(1)
+        return macro_f1(confusion_matrix(truth, pred, classes), np.unique(truth))
+
+    return score
+
+
+def _train_models(q: _Request, pre: _Preflight, data: _Data, dist: Distributed,
                   progress: Any, console: Any) -> tuple[dict, dict]:
     """Build (or ``--init``) and train every model this data trains: ``(models, fits)``."""
     from training.models import build_model
     from training.train_loop import balanced_weights, fit
 
-    r = q.recipe
+    r, train = q.recipe, data.train
     masks = read_masks(q.data_dir)  # synth's defect masks: dense heads, crop training
     specs = {
         "stage1": (np.ones(len(train), bool), (train.y != 0).astype(np.float32),
@@ -657,7 +711,8 @@ def _train_models(q: _Request, pre: _Preflight, train: Dataset, dist: Distribute
         jobs[model_name] = functools.partial(
             fit, model, x_train, targets[idx], w, binary=binary, config=cfg,
             progress=progress, description=model_name, aux_targets=aux,
-            dense_targets=dense, device=dist.device)
+            dense_targets=dense, device=dist.device,
+            validate=_val_score(model_name, data.val) if cfg.patience > 0 else None)
     # under torchrun one model after another: two DDP models training side by side in
     # threads could issue their collectives in a different order on different ranks
     fits = _run_fits(jobs, concurrent=r.concurrent_stage1 and dist.world_size == 1,
@@ -815,6 +870,7 @@ def _report(q: _Request, pre: _Preflight, data: _Data, models: dict, fits: dict,
             "unknown_coverage": r.unknown_coverage}),
         "training": {k: {"images_per_second": f.images_per_second, "seconds": f.seconds,
                          "samples": f.samples, "crop_samples": f.crop_samples,
+                         "best_epoch": f.best_epoch, "stopped_early": f.stopped_early,
                          "history": f.history,
                          "parameters": count_parameters(models[k])}
                      for k, f in fits.items()},

@@ -4,16 +4,19 @@ with a one-cycle schedule, channels-last on CPU, deterministic for a seed; data-
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from training.augment import AugmentConfig
 from training.distributed import join_group, local_batch, rank_seed
 
-__all__ = ["FitConfig", "FitResult", "balanced_weights", "crop_batch", "fit", "predict_logits",
-           "set_determinism"]
+__all__ = ["EarlyStopping", "FitConfig", "FitResult", "balanced_weights", "crop_batch", "fit",
+           "predict_logits", "set_determinism"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class FitConfig:
     crop_share: float = 0.0  # the share of the steps, from the start, trained on crops
     outlier_weight: float = 0.0  # class models: weight of the uniform-target loss on
                                  # outlier tiles (target -1, e.g. other_defect)
+    patience: int = 0  # with a validation score: stop after this many epochs without a
+                       # better one and keep the best epoch's weights (0: off)
 
 
 @dataclass
@@ -45,6 +50,8 @@ class FitResult:
     seconds: float
     samples: int
     crop_samples: int = 0  # of ``samples``, those trained as windows (crop training)
+    best_epoch: int | None = None  # the epoch whose weights were kept (validation only)
+    stopped_early: bool = False
 
 
 def set_determinism(seed: int, threads: int = 2) -> None:
@@ -83,7 +90,8 @@ def balanced_weights(groups: np.ndarray, group_share: dict[int, float] | None = 
 def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
         binary: bool, config: FitConfig, progress=None, description: str = "training",
         device: str = "cpu", aux_targets: np.ndarray | None = None,
-        dense_targets: np.ndarray | None = None) -> FitResult:
+        dense_targets: np.ndarray | None = None,
+        validate: Callable[[Any], float] | None = None) -> FitResult:
     """Train ``model`` in place on cached tiles ``x`` (``[N, 1, S, S]``, float16/32).
 
     ``targets``: 0/1 for a binary model (one logit, BCE), class index otherwise (CE with
@@ -97,6 +105,11 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
     defect (:func:`crop_batch`; drawn from the tiles whose cells are all known).
     ``device``: where the model and augmentation run ("cpu", or "cuda" where available;
     the model is moved back to the CPU at the end).
+    ``validate``: the model (in eval mode) → a score, higher is better, after every epoch
+    (in the history as ``val_score``); with ``config.patience`` the run stops after that
+    many epochs without a better score and the model keeps the best epoch's weights
+    (:class:`EarlyStopping`). Under ``torchrun`` it is not called: every rank runs the
+    whole schedule.
 
     Under ``torchrun`` (``WORLD_SIZE`` = N > 1; the process joins the group if it has not,
     ``training.distributed.join_group``) the model trains in ``DistributedDataParallel``:
@@ -145,7 +158,9 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
     net = _data_parallel(model, use_aux, use_dense, device) if world > 1 else None
     task = progress.add_task(description, total=total_steps) if progress is not None else None
     history: list[dict[str, float]] = []
+    stopper = EarlyStopping(config.patience) if validate is not None and world == 1 else None
     start = time.perf_counter()
+    steps_done = 0
     for epoch in range(config.epochs):
         idx_all = torch.multinomial(w, steps * config.batch_size, replacement=True,
                                     generator=gen)
@@ -195,6 +210,7 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
             sched.step()
             loss_sum += float(loss.detach()) * len(idx)
             seen += len(idx)
+            steps_done += 1
             if task is not None:
                 progress.update(task, advance=1, description=(
                     f"{description} e{epoch + 1}/{config.epochs} "
@@ -202,13 +218,57 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
         if world > 1:  # the epoch's numbers over every rank's samples
             loss_sum, correct, seen = _sum_over_ranks((loss_sum, correct, seen), device)
         history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "accuracy": correct / seen})
+        if stopper is not None and _validate_epoch(model, validate, stopper, history):
+            break
     seconds = time.perf_counter() - start
     model.eval()
+    if stopper is not None and stopper.best_state is not None:
+        model.load_state_dict(stopper.best_state)
     model.to("cpu")
     model.to(memory_format=torch.contiguous_format)
-    samples = total_steps * config.batch_size
+    samples = steps_done * config.batch_size
     return FitResult(history, samples / seconds if seconds > 0 else 0.0, seconds, samples,
-                     crop_steps * config.batch_size)
+                     min(crop_steps, steps_done) * config.batch_size,
+                     best_epoch=None if stopper is None else stopper.best_epoch,
+                     stopped_early=stopper is not None and stopper.stopped)
+
+
+class EarlyStopping:
+    """The best validation score so far, its epoch and weights, and when to stop.
+
+    ``patience`` 0 keeps the best weights but never stops early."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.best_score = -math.inf
+        self.best_epoch: int | None = None
+        self.best_state: dict | None = None
+        self.stopped = False
+
+    def update(self, epoch: int, score: float, model) -> bool:
+        """Record ``score`` after ``epoch`` (1-based); True when training should stop.
+        A score that is not a number (nothing to measure on) never stops a run."""
+        if not math.isfinite(score):
+            return False
+        if score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch
+            self.best_state = {k: v.detach().to("cpu", copy=True)
+                               for k, v in model.state_dict().items()}
+        self.stopped = (self.patience > 0 and self.best_epoch is not None
+                        and epoch - self.best_epoch >= self.patience)
+        return self.stopped
+
+
+def _validate_epoch(model, validate, stopper: EarlyStopping, history: list) -> bool:
+    """Score the model after an epoch, record it, and say whether to stop."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        score = float(validate(model))
+    model.train()
+    history[-1]["val_score"] = score
+    return stopper.update(len(history), score, model)
 
 
 def _crop_steps(config: FitConfig, total_steps: int, has_cells: bool, description: str
@@ -341,11 +401,13 @@ def predict_logits(model, x: np.ndarray, *, batch_size: int = 128) -> np.ndarray
     import torch
 
     model.eval()
+    device = next(model.parameters()).device
     outs = []
     with torch.inference_mode():
         for i in range(0, len(x), batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size], dtype=np.float32))
-            outs.append(model(xb.contiguous(memory_format=torch.channels_last)).float().numpy())
+            xb = xb.to(device).contiguous(memory_format=torch.channels_last)
+            outs.append(model(xb).float().cpu().numpy())
     if not outs:
         return np.zeros((0, model.arch.outputs), dtype=np.float32)
     return np.concatenate(outs)

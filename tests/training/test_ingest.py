@@ -225,12 +225,12 @@ def test_semedge_train_exits_2_before_training(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_a_partial_layout_without_a_source_bundle_is_refused(tmp_path, capsys):
+def test_defects_without_normal_and_without_a_source_bundle_are_refused(tmp_path, capsys):
     from training.cli import add_train_arguments, run_train
 
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)
-    rc = run_train(parser.parse_args(["--data", str(binary_folder(tmp_path / "p", n=2)),
+    rc = run_train(parser.parse_args(["--data", str(defect_folder(tmp_path / "p", n=2)),
                                       "--out", str(tmp_path / "o"), "--quiet"]))
     assert rc == 2
     assert "--complete-from" in capsys.readouterr().err

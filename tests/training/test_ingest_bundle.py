@@ -135,13 +135,6 @@ def test_a_binary_folder_alone_trains_a_stage1_only_bundle(tmp_path, recipe):
     assert answers <= {"normal", "defective"}
 
 
-def test_stage2_only_data_without_a_source_bundle_is_refused(tmp_path, recipe, capsys):
-    data = defect_folder(tmp_path / "def", n=4)
-    assert _train(["--data", str(data), "--out", str(tmp_path / "o"), "--recipe",
-                   str(recipe)]) == 2
-    assert "a bundle needs stage1" in capsys.readouterr().err
-
-
 def test_init_fine_tunes_stage2_and_supplies_stage1(tmp_path, base_bundle, recipe):
     data = defect_folder(tmp_path / "def", n=6)
     out = tmp_path / "s2"

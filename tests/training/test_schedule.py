@@ -1,0 +1,96 @@
+"""The schedule without a recipe (scaled to the data) and early stopping on the
+validation score."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training import cli  # noqa: E402
+from training.models import build_model  # noqa: E402
+from training.recipe import TrainRecipe  # noqa: E402
+from training.schedule import EPOCHS, PATIENCE, USER_TARGET_RECALL, scaled_recipe  # noqa: E402
+from training.train_loop import EarlyStopping, FitConfig, balanced_weights, fit  # noqa: E402
+
+
+def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience():
+    model = torch.nn.Linear(1, 1)
+    stop = EarlyStopping(patience=3)
+    scores = [0.5, 0.7, 0.6, 0.65, 0.6]
+    decisions = []
+    for epoch, score in enumerate(scores, 1):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        decisions.append(stop.update(epoch, score, model))
+    assert decisions == [False, False, False, False, True]
+    assert stop.best_epoch == 2 and float(stop.best_state["weight"]) == 2.0
+
+
+def test_a_score_that_is_not_a_number_never_stops_a_run():
+    stop = EarlyStopping(patience=1)
+    model = torch.nn.Linear(1, 1)
+    assert not any(stop.update(e, float("nan"), model) for e in range(1, 6))
+    assert stop.best_epoch is None and stop.best_state is None
+
+
+def test_fit_stops_early_and_restores_the_best_weights():
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 1, 64, 64), dtype=np.float32)
+    y = (np.arange(32) % 2).astype(np.float32)
+    model = build_model("stage1")
+    seen: dict[int, torch.Tensor] = {}
+    scripted = iter([0.6, 0.9, 0.8, 0.7, 0.85, 0.95])
+
+    def validate(m) -> float:
+        seen[len(seen) + 1] = next(iter(m.state_dict().values())).detach().clone()
+        assert not m.training  # scored in eval mode
+        return next(scripted)
+
+    cfg = FitConfig(epochs=6, samples_per_epoch=32, batch_size=16, patience=2)
+    result = fit(model, x, y, balanced_weights(y), binary=True, config=cfg,
+                 validate=validate)
+    assert result.stopped_early and result.best_epoch == 2
+    assert [h["val_score"] for h in result.history] == [0.6, 0.9, 0.8, 0.7]
+    assert result.samples == 4 * 32  # four epochs ran, not six
+    torch.testing.assert_close(next(iter(model.state_dict().values())), seen[2])
+
+
+def test_scaled_recipe_follows_the_number_of_images_within_bounds():
+    r = scaled_recipe(TrainRecipe(), {"stage1": 2000, "stage2": 100, "monolithic": 10**6})
+    s1, s2, mono = r.stage1, r.stage2, r.monolithic
+    assert s1.epochs == s2.epochs == EPOCHS and s1.patience == PATIENCE
+    assert s1.samples_per_epoch * EPOCHS == pytest.approx(150 * 2000, rel=0.01)
+    assert s2.samples_per_epoch * EPOCHS == pytest.approx(15_000, rel=0.1)  # the floor
+    assert mono.samples_per_epoch * EPOCHS == pytest.approx(80_000, rel=0.1)  # the cap
+    assert all(m.samples_per_epoch % m.batch_size == 0 for m in (s1, s2, mono))
+    assert r.concurrent_stage1 and r.target_recall == USER_TARGET_RECALL
+
+
+def _parsed(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    cli.add_train_arguments(parser)
+    return parser.parse_args(argv)
+
+
+@pytest.mark.parametrize("extra, scaled", [([], True), (["--recipe", "r.toml"], False),
+                                           (["--epochs", "3"], False)])
+def test_without_a_recipe_the_cli_asks_for_the_scaled_schedule(monkeypatch, tmp_path, extra,
+                                                                scaled):
+    calls = {}
+    monkeypatch.setattr("training.pipeline.train_bundle",
+                        lambda *a, **kw: calls.update(kw))
+    monkeypatch.setattr("training.recipe.load_recipe", lambda path: TrainRecipe())
+    args = _parsed(["--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                    "--target-recall", "0.97", *extra])
+    assert cli.run_train(args) == 0
+    assert calls["scale_to_data"] is scaled and calls["target_recall"] == 0.97
+
+
+def test_target_recall_outside_0_1_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit):
+        _parsed(["--data", "d", "--out", "o", "--target-recall", "1.5"])
+    assert "between 0 and 1" in capsys.readouterr().err
