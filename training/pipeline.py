@@ -390,6 +390,7 @@ class _Calibration:
     unknown: float
     ece_before: float | None
     ece_after: float | None
+    val_stage1: tuple | None = None  # (scores, defective) the threshold was chosen on
 
     def thresholds(self) -> dict:
         return {"threshold": float(self.stage1_info["threshold"]),
@@ -491,6 +492,11 @@ def _train_bundle(q: _Request, dist: Distributed, console: Any, quiet: bool) -> 
         costs = _costs(r, models, files)
         timings["timing"] = time.perf_counter() - t0
     report = _report(q, pre, data, models, fits, files, evaluation, costs, cal, timings)
+    if cal.val_stage1 is not None and cal.choice is not None:
+        from training.report import plot_stage1_tradeoff
+
+        plot_stage1_tradeoff(*cal.val_stage1, cal.choice,
+                             q.out_dir / "report" / "stage1_tradeoff.png")
     _gate_and_write_report(q, report, evaluation, started, console)
     provenance = _provenance(q, pre, dist, report["gate_set"], started)
     manifest = _write_bundle_manifest(q, pre, models, files, evaluation, costs, cal,
@@ -734,9 +740,10 @@ def _calibrate(q: _Request, pre: _Preflight, models: dict, val: Dataset,
     from training.train_loop import predict_logits
 
     r = q.recipe
-    choice = None
+    choice, val_stage1 = None, None
     if "stage1" in models:
         val_s1 = sigmoid(predict_logits(models["stage1"], val.x)[:, 0])
+        val_stage1 = (val_s1, val.y != 0)
         choice, stage1_info = choose_stage1_threshold(
             val_s1, val.y != 0, read_visibility(q.data_dir, val.paths), r)
         console.log(f"stage 1 threshold {choice.threshold:.4f}: val recall "
@@ -749,12 +756,12 @@ def _calibrate(q: _Request, pre: _Preflight, models: dict, val: Dataset,
         stage1_info = {**pre.source.manifest["stage1"],
                        "supplied_by": _supplied(pre)["stage1"]}
     if pre.binary:
-        return _Calibration(stage1_info, choice, 1.0, 0.0, None, None)
+        return _Calibration(stage1_info, choice, 1.0, 0.0, None, None, val_stage1)
     if "stage2" not in models:
         s2 = pre.source.manifest["stage2"]
         return _Calibration(stage1_info, choice, pre.source.temperature,
                             pre.source.unknown_threshold, s2.get("ece_before"),
-                            s2.get("ece_after"))
+                            s2.get("ece_after"), val_stage1)
     intax = val.y > 0
     val_s2 = predict_logits(models["stage2"], val.x[intax])
     truth = val.y[intax] - 1
@@ -766,7 +773,8 @@ def _calibrate(q: _Request, pre: _Preflight, models: dict, val: Dataset,
                                        max_threshold=r.unknown_max_threshold)
     console.log(f"stage 2 T={temperature:.3f} ECE {ece_before:.4f}→{ece_after:.4f}, "
                 f"unknown below {unknown:.3f}")
-    return _Calibration(stage1_info, choice, temperature, unknown, ece_before, ece_after)
+    return _Calibration(stage1_info, choice, temperature, unknown, ece_before, ece_after,
+                        val_stage1)
 
 
 def _supplied(pre: _Preflight) -> dict[str, str]:

@@ -11,7 +11,7 @@ import numpy as np
 from edge.classes import CLASSES, DEFECT_CLASSES, UNKNOWN
 from edge.jsonsafe import json_safe
 
-__all__ = ["plot_confusion", "write_report", "summary_lines"]
+__all__ = ["plot_confusion", "plot_stage1_tradeoff", "write_report", "summary_lines"]
 
 
 def plot_confusion(matrix, rows, cols, title: str, path: Path) -> Path:
@@ -35,6 +35,41 @@ def plot_confusion(matrix, rows, cols, title: str, path: Path) -> Path:
             if matrix[i, j]:
                 ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
                         color="white" if norm[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_stage1_tradeoff(scores: np.ndarray, defective: np.ndarray, choice, path: Path
+                         ) -> Path:
+    """Stage 1 on the validation split as PNG: recall and specificity against the
+    threshold, the chosen threshold, the target recall and its lower confidence bound."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    scores, defective = np.asarray(scores, np.float64), np.asarray(defective, bool)
+    grid = np.unique(np.r_[0.0, scores, 1.0])
+    recall = [(scores[defective] >= t).mean() if defective.any() else np.nan for t in grid]
+    spec = [(scores[~defective] < t).mean() if (~defective).any() else np.nan for t in grid]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    ax.plot(grid, recall, color="tab:red", label=f"recall ({int(defective.sum())} defects)")
+    ax.plot(grid, spec, color="tab:green",
+            label=f"specificity ({int((~defective).sum())} normal)")
+    ax.axvline(choice.threshold, color="k", ls="--", lw=1,
+               label=f"threshold {choice.threshold:.3g}")
+    ax.axhline(choice.target_recall, color="tab:red", ls=":", lw=1,
+               label=f"target recall {choice.target_recall:g}")
+    ax.set_xlabel("stage-1 threshold (score ≥ threshold is flagged)")
+    ax.set_ylabel("share of the validation tiles")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"validation: recall {choice.recall:.3f} (lower bound {choice.lower_bound:.3f} "
+                 f"at {choice.confidence:.0%}), specificity {choice.specificity:.3f}",
+                 fontsize=9)
+    ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

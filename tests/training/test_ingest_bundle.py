@@ -128,6 +128,8 @@ def test_a_binary_folder_alone_trains_a_stage1_only_bundle(tmp_path, recipe):
     test = report["evaluation"]["test"]["onnx-int8"]
     assert "stage2" not in test and test["cascade"]["binary"] is True
     assert report["stage2_calibration"] is None and "stage2_macro_f1" not in report["drift"]
+    png = out / "report" / "stage1_tradeoff.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert load_bundle(out).binary
     cascade = _load(out)
     answers = {cascade.classify(np.asarray(
