@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="classifier-free guidance scale (default 2.0; 1 = none)")
     diff.add_argument("--steps", type=int, default=None, help="sampler steps (default 20)")
     diff.add_argument("--sampler", choices=("dpm", "ddim"), default=None,
-                      help="DPM-Solver++ 2M (default) or DDIM")
+                      help="DDIM (default) or DPM-Solver++ 2M")
     diff.add_argument("--batch", type=int, default=None,
                       help="images per network call (default 16)")
     diff.add_argument("--threads", type=int, default=None,
@@ -108,7 +108,7 @@ def run_diffusion(args: argparse.Namespace) -> int:
     try:
         _set_threads(args.threads)
         res = write_dataset(args.model, args.out, args.per_class, args.seed, steps=steps,
-                            guidance=guidance, sampler=args.sampler or "dpm",
+                            guidance=guidance, sampler=args.sampler or "ddim",
                             size=args.size or 224, batch=args.batch or 16,
                             overwrite=args.overwrite, sheet=args.sheet,
                             progress=not args.no_progress)

@@ -8,8 +8,9 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
 
 from synth.diffusion.config import LABELS, Architecture
 
-SAMPLERS = ("dpm", "ddim")
-"""``dpm``: DPM-Solver++ (2M), ``ddim``: DDIM with eta 0; both deterministic given the
+SAMPLERS = ("ddim", "dpm")
+"""``ddim`` (the default): DDIM with eta 0 and the clean-image prediction clipped;
+``dpm``: DPM-Solver++ (2M) with dynamic thresholding; both deterministic given the
 starting noise, and good in 10-50 steps."""
 
 
@@ -45,8 +46,13 @@ def training_scheduler(arch: Architecture) -> DDPMScheduler:
 def sampling_scheduler(name: str, arch: Architecture) -> Any:
     """A fresh few-step sampler over the training schedule (it keeps per-run state)."""
     if name == "dpm":
+        # thresholding keeps the predicted clean image in the data range (as DDIM's
+        # clip_sample does); without it a model's early x0 overshoots compound into
+        # saturated noise over few steps
         return DPMSolverMultistepScheduler(**_schedule(arch), algorithm_type="dpmsolver++",
-                                           solver_order=2)
+                                           solver_order=2, thresholding=True,
+                                           sample_max_value=1.0,
+                                           timestep_spacing="trailing")
     if name == "ddim":
         return DDIMScheduler(**_schedule(arch), clip_sample=True, set_alpha_to_one=False,
                              timestep_spacing="trailing")

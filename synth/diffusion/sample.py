@@ -32,7 +32,7 @@ def initial_noise(seeds: Sequence[int], resolution: int) -> torch.Tensor:
 @torch.inference_mode()
 def sample(model: torch.nn.Module, arch: Architecture, class_ids: Sequence[int],
            seeds: Sequence[int], *, steps: int = 20, guidance: float = 2.0,
-           sampler: str = "dpm") -> np.ndarray:
+           sampler: str = "ddim") -> np.ndarray:
     """Sample one image per ``(class_ids[k], seeds[k])``: (n, R, R) float32 in [0, 1].
 
     ``guidance`` g mixes the conditional and the null-class prediction as

@@ -35,7 +35,7 @@ class DiffusionGenerator:
     """A model folder as a ``synth.Generator``: label-major ``(image, Record)`` pairs."""
 
     def __init__(self, model_dir: str | Path, *, steps: int = 20, guidance: float = 2.0,
-                 sampler: str = "dpm", batch: int = 16) -> None:
+                 sampler: str = "ddim", batch: int = 16) -> None:
         self.model, self.config = load_model(model_dir)
         self.arch = self.config["architecture"]
         check_settings(steps, guidance, sampler, self.arch)
@@ -90,7 +90,7 @@ class WriteResult:
 
 
 def write_dataset(model_dir: str | Path, out: str | Path, per_class: int, seed: int, *,
-                  steps: int = 20, guidance: float = 2.0, sampler: str = "dpm",
+                  steps: int = 20, guidance: float = 2.0, sampler: str = "ddim",
                   size: int = 224, batch: int = 16, overwrite: bool = False,
                   sheet: bool = False, progress: bool = False) -> WriteResult:
     """Write ``out/<label>/<label>_<i>.png`` and ``out/manifest.jsonl`` for every label the

@@ -131,7 +131,7 @@ def test_written_dataset_layout_and_manifest(model: Path, tmp_path: Path) -> Non
         assert (rec["engine"], rec["model_sha256"], rec["recipe_hash"]) == (
             "diffusion", sha, sha)
         assert (rec["steps"], rec["guidance"], rec["sampler"], rec["resolution"]) == (
-            2, 1.5, "dpm", 16)
+            2, 1.5, "ddim", 16)
         assert (rec["seed"], rec["size"], rec["bit_depth"]) == (4, 32, 8)
         assert rec["box"] is rec["mask_rle"] is rec["visibility"] is None
         assert len(rec["sha256"]) == 64 and isinstance(rec["image_seed"], int)
