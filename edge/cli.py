@@ -99,23 +99,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _workstation.run(argv[0], argv[1:])
     args = _parse(argv)
     try:
-        if args.command == "info":
-            return _info()
-        if args.command == "targets":
-            return _targets(args.json)
-        if args.command == "bench":
-            from edge.bench.cli import run as run_bench
-
-            return run_bench(args)
-        if args.command == "device-bundle":
-            return _device_bundle(Path(args.bundle), Path(args.out))
-        if args.command == "eval":
-            from edge.eval_report import run as run_eval
-
-            return run_eval(args)
-        return _classify(args)
+        status = _run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in Python's exit
+        return status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `semedge … | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit must not fail again
+        return 141  # 128 + SIGPIPE, as a shell reports it
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Dispatch a parsed device subcommand."""
+    if args.command == "info":
+        return _info()
+    if args.command == "targets":
+        return _targets(args.json)
+    if args.command == "bench":
+        from edge.bench.cli import run as run_bench
+
+        return run_bench(args)
+    if args.command == "device-bundle":
+        return _device_bundle(Path(args.bundle), Path(args.out))
+    if args.command == "eval":
+        from edge.eval_report import run as run_eval
+
+        return run_eval(args)
+    return _classify(args)
 
 
 # --------------------------------------------------------------------------- info

@@ -197,3 +197,19 @@ def test_classify_of_other_files_has_no_truth_column(capsys, bundle_dir, folder)
 def test_classify_without_paths_or_samples_is_an_error(capsys, bundle_dir):
     code, _, err = run(capsys, "classify", "--bundle", str(bundle_dir))
     assert code == 2 and "--samples" in err
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
+    """``semedge info | head -1``: the pipe closes, the command ends quietly (exit 141)."""
+    import subprocess
+    import sys
+
+    # the child writes only after the parent has closed its end of the pipe
+    code = "import sys; sys.stdin.read(); from edge.cli import main; sys.exit(main(['info']))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    proc.stdout.close()
+    proc.stdin.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err
