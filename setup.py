@@ -112,9 +112,11 @@ class BuildPyWithTargets(build_py):
         shutil.rmtree(target, ignore_errors=True)
         if (source / "manifest.json").is_file():
             _load_device_bundle_module().write_device_bundle(source, target)
+        text = (ROOT / "edge" / "_flavour.py").read_text()
+        if 'FLAVOUR = "full"' not in text:
+            sys.exit("setup.py: edge/_flavour.py no longer says FLAVOUR = \"full\"")
         (edge_dir / "_flavour.py").write_text(
-            (ROOT / "edge" / "_flavour.py").read_text().replace(
-                'FLAVOUR = "full"', 'FLAVOUR = "device"'))
+            text.replace('FLAVOUR = "full"', 'FLAVOUR = "device"'))
 
 
 BUNDLE_FILES = ["models/*/*", "models/*/checkpoints/*", "models/*/report/*"]
