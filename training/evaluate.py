@@ -91,6 +91,7 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
     half = s1 >= 0.5
     res["stage1"] = {
         "recall": _safe_div(tp, n_def),
+        "defects": n_def,
         "accuracy": _safe_div(int((flagged == defective).sum()), n_def + n_norm),
         "accuracy_at_0.5": _safe_div(int((half == defective).sum()), n_def + n_norm),
         "recall_at_0.5": _safe_div(int((half & defective).sum()), n_def),

@@ -42,3 +42,25 @@ def test_budget_is_configurable():
 def test_a_set_without_stage2_tiles_is_not_held_against_int8():
     drops = check_drift(_m(1.0, math.nan), _m(1.0, math.nan))
     assert "stage2_macro_f1" not in drops
+
+
+def _counted(recall, defects):
+    return {"stage1": {"recall": recall, "defects": defects}}
+
+
+@pytest.mark.parametrize(("lost", "refused"), [(1, False), (2, False), (3, True)])
+def test_a_small_set_tolerates_two_flipped_defects_not_three(lost, refused):
+    # 120 defects: one image is 0.83 points of recall, over the 0.5-point budget alone
+    fp32, int8 = _counted(118 / 120, 120), _counted((118 - lost) / 120, 120)
+    if refused:
+        with pytest.raises(ExportRefused, match="stage1_recall"):
+            check_drift(fp32, int8)
+    else:
+        assert check_drift(fp32, int8)["stage1_recall"]["budget"] == pytest.approx(2 / 120)
+
+
+def test_a_large_set_keeps_the_half_point_budget():
+    # 1,400 defects: 0.5 point is 7 images, so the two-image floor changes nothing
+    check_drift(_counted(1393 / 1400, 1400), _counted(1387 / 1400, 1400))  # 6 lost
+    with pytest.raises(ExportRefused):
+        check_drift(_counted(1393 / 1400, 1400), _counted(1385 / 1400, 1400))  # 8 lost
