@@ -1,0 +1,95 @@
+"""Where a bundle's stage-1 threshold is pinned: separation per pattern family, and the
+monolithic model as a normal/defect scorer beside stage 1.
+
+    python benchmarks/stage1_families.py DATA/heldout-default [--bundle DIR]
+
+On a ``semedge synth`` folder (its ``manifest.jsonl`` names each render's pattern
+family), with the bundle's int8 ONNX files (one centre tile per image, as training reads
+images), prints:
+
+* for each defect class, its ROC AUC against the normals of the same family;
+* for each family, the share of its normals at or above the bundle's stage-1 threshold
+  and their median score;
+* ROC AUC and specificity at 99.5 % / 90 % recall of stage 1 and of the monolithic
+  model's ``1 − P(normal)`` over the six classes against ``normal``.
+
+Results of 2026-12-07 are in docs/training-results.md ("Where the threshold is pinned").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def run_model(path: Path, x: np.ndarray) -> np.ndarray:
+    """Logits of one ONNX file on ``x``, 64 tiles at a time, one thread."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x[i:i + 64]})[0]
+                           for i in range(0, len(x), 64)])
+
+
+def separation(y: np.ndarray, score: np.ndarray) -> str:
+    """AUC and specificity at 99.5 / 90 % recall, formatted."""
+    from edge.metrics import roc_auc, specificity_at_recall
+
+    return (f"AUC {roc_auc(y, score):.3f}, specificity at 99.5 % recall "
+            f"{specificity_at_recall(y, score, 0.995):.3f}, at 90 % "
+            f"{specificity_at_recall(y, score, 0.90):.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edge.bundle import default_bundle_path
+    from edge.metrics import roc_auc
+    from training.data import load_tile
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", type=Path, help="a semedge synth folder")
+    parser.add_argument("--bundle", type=Path, default=None, help="default: the shipped one")
+    args = parser.parse_args(argv)
+    bundle = args.bundle or default_bundle_path()
+    rows = [json.loads(line) for line in open(args.data / "manifest.jsonl", encoding="utf-8")]
+    rows = [r for r in rows if r["label"] != "other_defect"]
+    x = np.stack([load_tile(args.data / r["path"]) for r in rows]).astype(np.float32)
+    label = np.array([r["label"] for r in rows])
+    family = np.array([r["family"] for r in rows])
+    s1 = 1 / (1 + np.exp(-run_model(bundle / "stage1.int8.onnx", x)[:, 0]))
+    threshold = json.loads((bundle / "manifest.json").read_text())["stage1"]["threshold"]
+    normal = label == "normal"
+    print("defect class against the normals of its own family (stage 1, ROC AUC):")
+    for cls in sorted(set(label) - {"normal"}):
+        for fam in sorted(set(family[label == cls])):
+            d, n = (label == cls) & (family == fam), normal & (family == fam)
+            if d.sum() >= 5 and n.sum() >= 5:
+                y = np.r_[np.zeros(n.sum()), np.ones(d.sum())]
+                print(f"  {cls:14s} {fam:9s} {int(d.sum()):4d} defects  "
+                      f"{roc_auc(y, np.r_[s1[n], s1[d]]):.3f}")
+    print(f"normals flagged at the bundle's threshold {threshold:.3f}:")
+    for fam in sorted(set(family[normal])):
+        n = normal & (family == fam)
+        print(f"  {fam:9s} {int(n.sum()):4d} normals  flagged {np.mean(s1[n] >= threshold):.2f}"
+              f"  median score {np.median(s1[n]):.3f}")
+    logits = run_model(bundle / "monolithic.int8.onnx", x)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    mono = 1 - p[:, 0] / p.sum(1)
+    y = (~normal).astype(int)
+    print(f"stage 1:                 {separation(y, s1)}")
+    print(f"monolithic 1 - P(normal): {separation(y, mono)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
