@@ -59,6 +59,12 @@ def test_a_small_set_tolerates_two_flipped_defects_not_three(lost, refused):
         assert check_drift(fp32, int8)["stage1_recall"]["budget"] == pytest.approx(2 / 120)
 
 
+def test_a_drop_of_exactly_the_allowance_passes_whatever_the_rounding():
+    # 115/120 - 113/120 is 2/120 plus one bit in floating point
+    assert 115 / 120 - 113 / 120 > 2 / 120
+    check_drift(_counted(115 / 120, 120), _counted(113 / 120, 120))
+
+
 def test_a_large_set_keeps_the_half_point_budget():
     # 1,400 defects: 0.5 point is 7 images, so the two-image floor changes nothing
     check_drift(_counted(1393 / 1400, 1400), _counted(1387 / 1400, 1400))  # 6 lost
