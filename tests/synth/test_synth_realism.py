@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,14 +11,6 @@ import numpy as np
 import pytest
 
 pytest.importorskip("scipy", reason="the realism benchmark fits its detector with scipy")
-
-
-def _module():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "synth_realism.py"
-    spec = importlib.util.spec_from_file_location("synth_realism", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _folder(root: Path, labels: dict[str, int], seed: int, noise: float) -> Path:
@@ -46,12 +37,14 @@ def folders(tmp_path_factory):
     return tmp, real, same, noisy
 
 
-def test_the_detector_tells_a_different_generator_apart_and_not_the_same_one(folders):
+def test_the_detector_tells_a_different_generator_apart_and_not_the_same_one(folders,
+                                                                          load_benchmark):
     tmp, real, same, noisy = folders
     out = tmp / "result.json"
-    code = _module().main(["--real", str(real), "--generated", f"same={same}",
-                           "--generated", f"noisy={noisy}", "--size", "32",
-                           "--json", str(out)])
+    realism = load_benchmark("synth_realism")
+    code = realism.main(["--real", str(real), "--generated", f"same={same}",
+                         "--generated", f"noisy={noisy}", "--size", "32",
+                         "--json", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
     # void is not in the real folder: left out; every side gets the smallest count
@@ -61,10 +54,11 @@ def test_the_detector_tells_a_different_generator_apart_and_not_the_same_one(fol
     assert len(result["sets"]["noisy"]["fold_auc"]) == 5
 
 
-def test_sheets_show_generated_images_only(folders, tmp_path):
+def test_sheets_show_generated_images_only(folders, tmp_path, load_benchmark):
     _, real, same, _ = folders
-    _module().main(["--real", str(real), "--generated", f"same={same}", "--size", "32",
-                    "--sheets", str(tmp_path), "--sheet-n", "4"])
+    realism = load_benchmark("synth_realism")
+    realism.main(["--real", str(real), "--generated", f"same={same}", "--size", "32",
+                  "--sheets", str(tmp_path), "--sheet-n", "4"])
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["synth-same-normal.png", "synth-same-open.png", "synth-same-void.png",
                      "synth-same.png"]
@@ -72,8 +66,8 @@ def test_sheets_show_generated_images_only(folders, tmp_path):
     assert sheet.shape == (2 * 98, 2 * 98)  # 4 images of 96 px (+2 px gap) in two rows
 
 
-def test_folds_are_stratified_and_cover_every_sample():
-    mod = _module()
+def test_folds_are_stratified_and_cover_every_sample(load_benchmark):
+    mod = load_benchmark("synth_realism")
     strata = np.array(["a"] * 10 + ["b"] * 7)
     fold = mod.stratified_folds(strata, 5, seed=3)
     assert sorted(np.bincount(fold).tolist()) == [3, 3, 3, 4, 4]

@@ -63,19 +63,8 @@ def test_four_classes_and_the_cli(tmp_path, capsys):
     assert "train 30, test 10" in capsys.readouterr().out
 
 
-def _benchmark_module():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "elpv_benchmark.py"
-    spec = importlib.util.spec_from_file_location("elpv_benchmark", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
-
-
-def test_benchmark_summary_leaves_refused_runs_out_and_counts_them():
-    bench = _benchmark_module()
+def test_benchmark_summary_leaves_refused_runs_out_and_counts_them(load_benchmark):
+    bench = load_benchmark("elpv_benchmark")
     rows = [{"mode": "init", "fraction": 0.1, "seed": 0, "accuracy": 0.7},
             {"mode": "init", "fraction": 0.1, "seed": 1, "accuracy": 0.8},
             {"mode": "init", "fraction": 0.1, "seed": 2, "refused": "drift"}]
@@ -84,10 +73,10 @@ def test_benchmark_summary_leaves_refused_runs_out_and_counts_them():
     assert row["accuracy"]["mean"] == pytest.approx(0.75)
 
 
-def test_benchmark_merges_earlier_parts_of_the_same_schedule_only(tmp_path):
+def test_benchmark_merges_earlier_parts_of_the_same_schedule_only(load_benchmark, tmp_path):
     import json
 
-    bench = _benchmark_module()
+    bench = load_benchmark("elpv_benchmark")
 
     def results(name, epochs, samples, rows, four=()):
         path = tmp_path / name

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import cv2
@@ -14,15 +12,6 @@ import pytest
 pytest.importorskip("sklearn", reason="the adaptation benchmark's folds come from "
                                       "scikit-learn (pip install -e '.[dev]')")
 pytest.importorskip("scipy", reason="the grouping uses scipy's connected components")
-
-
-def _module():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "real_adapt.py"
-    spec = importlib.util.spec_from_file_location("real_adapt", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _scene(seed: int, size: int = 200) -> np.ndarray:
@@ -38,8 +27,8 @@ def _write(path: Path, image: np.ndarray) -> str:
     return str(path)
 
 
-def test_crops_of_one_picture_share_a_group_and_other_pictures_do_not(tmp_path):
-    ra = _module()
+def test_crops_of_one_picture_share_a_group_and_other_pictures_do_not(load_benchmark, tmp_path):
+    ra = load_benchmark("real_adapt")
     paths = []
     for s in range(6):  # two crops of each of six pictures, 3 px apart
         scene = _scene(s)
@@ -51,8 +40,8 @@ def test_crops_of_one_picture_share_a_group_and_other_pictures_do_not(tmp_path):
     assert len(set(groups.tolist())) == 6
 
 
-def test_grouped_folds_keep_each_group_whole_and_every_label_in_every_fold():
-    ra = _module()
+def test_grouped_folds_keep_each_group_whole_and_every_label_in_every_fold(load_benchmark):
+    ra = load_benchmark("real_adapt")
     rng = np.random.default_rng(0)
     labels = ["normal"] * 50 + ["crack"] * 40 + ["short"] * 30
     groups = rng.integers(0, 45, len(labels))  # groups of ~3, some mixing labels
@@ -68,8 +57,8 @@ def test_grouped_folds_keep_each_group_whole_and_every_label_in_every_fold():
     assert any(len(set(ungrouped[groups == g].tolist())) > 1 for g in set(groups.tolist()))
 
 
-def test_the_training_csv_never_lists_the_held_out_fold(tmp_path):
-    ra = _module()
+def test_the_training_csv_never_lists_the_held_out_fold(load_benchmark, tmp_path):
+    ra = load_benchmark("real_adapt")
     images = [ra.Image(str(tmp_path / f"{i}.png"), "normal" if i % 2 else "crack", i)
               for i in range(40)]
     folds = np.arange(40) % ra.FOLDS
@@ -90,8 +79,8 @@ class _Card:
         self.out_of_taxonomy = {"unknown_share": 0.5}
 
 
-def test_seven_way_accuracy_counts_other_defect_right_only_as_unknown():
-    ra = _module()
+def test_seven_way_accuracy_counts_other_defect_right_only_as_unknown(load_benchmark):
+    ra = load_benchmark("real_adapt")
     from edge.evaluation import Prediction
 
     def pred(truth, label):
@@ -104,8 +93,8 @@ def test_seven_way_accuracy_counts_other_defect_right_only_as_unknown():
     assert ra.scores(card)["accuracy7"] == pytest.approx(3 / 5)
 
 
-def test_the_plan_runs_each_configuration_once_and_tags_the_budget():
-    ra = _module()
+def test_the_plan_runs_each_configuration_once_and_tags_the_budget(load_benchmark):
+    ra = load_benchmark("real_adapt")
     jobs = ra.plan((0, 1))
     assert len(jobs) == 2 * (2 * 3 * ra.FOLDS + ra.FOLDS)  # modes × shares + ungrouped, per seed
     assert len({j.tag for j in jobs}) == len(jobs)
