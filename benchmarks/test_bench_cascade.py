@@ -5,14 +5,16 @@ On a 2048×2048 uint8 field where 2 of 100 tiles are defective, with 2 threads:
 * end-to-end ``Cascade.classify`` must cost ≤ 1.3× the sum of its parts (fused tiling,
   stage 1 on every tile, stage 2 on the flagged tiles, each timed alone): the runtime
   adds no hidden overhead;
-* the cascade must be ≥ 2.5× faster than the stage-2-sized ``monolithic`` model run on
-  every tile.
+* the cascade must be ≥ 2.5× faster than tiling plus the stage-2-sized ``monolithic``
+  model run on every tile (the monolithic model needs the same tiles).
 
 Uses the shipped default bundle when it has a monolithic model (its stage-1 threshold set
 so that 2 of the field's 100 tiles pass: the cost does not depend on which), else a bundle built
 from random models (``tests/edge/bundle_factory.py``, ``realistic=True``: the TileNet
 layouts of ``training/models.py``). Steps are timed interleaved, round by round, and the medians
-compared, so drift on a shared machine hits every step alike. The measurement is shared with
+compared, so drift on a shared machine hits every step alike; each timed call follows an
+untimed call of the same step (``classify`` right after the monolithic model ran ~25 %
+slower on this 2-core x86 box, a cost no deployment pays). The measurement is shared with
 ``semedge bench`` (``edge/bench/cascade_cost.py``).
 
 Run: ``pytest benchmarks/test_bench_cascade.py -s``
@@ -37,7 +39,7 @@ from edge.bundle import BundleError, load_bundle  # noqa: E402
 from edge.profiles import load_profile  # noqa: E402
 
 THREADS = 2
-ROUNDS = 9
+ROUNDS = 15
 MAX_OVERHEAD = 1.3
 MIN_SPEEDUP = 2.5
 

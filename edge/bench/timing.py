@@ -182,9 +182,14 @@ def measure_interleaved(
     min_time_s: float = 0.5,
     min_rounds: int = 5,
     max_rounds: int = 200,
+    settle: int = 0,
     clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Timing]:
     """Time several callables round-robin: each round calls every step once, in order.
+
+    ``settle`` untimed calls of a step run right before each of its timed calls, so a
+    step is not charged for the state its predecessor left (caches and clock speed after
+    a larger model): the timed call then sees what repeated calls of that step see.
 
     The first call of each step is recorded apart (``first_ms``), then ``warmup`` more
     rounds run untimed, then one timed round sets the number of rounds needed to fill
@@ -198,6 +203,8 @@ def measure_interleaved(
     """
     if not steps:
         raise ValueError("measure_interleaved needs at least one step")
+    if settle < 0:
+        raise ValueError(f"settle must be >= 0, got {settle}")
     names = list(steps)
     first: dict[str, float] = {}
     for name in names:
@@ -212,6 +219,8 @@ def measure_interleaved(
     def one_round() -> float:
         total = 0.0
         for name in names:
+            for _ in range(settle):
+                steps[name]()
             t0 = clock()
             steps[name]()
             dt = clock() - t0

@@ -124,6 +124,26 @@ def test_measure_interleaved_runs_rounds_in_order_and_times_each_step():
     assert list(t) == ["a", "b"]
 
 
+def test_measure_interleaved_settle_runs_untimed_calls_before_each_timed_one():
+    log: list[str] = []
+    now = [0.0]
+    cost = {"a": 2.0**-10, "b": 3 * 2.0**-10}
+
+    def step(name):
+        def run():
+            log.append(name)
+            now[0] += cost[name] * (2 if log[-2:-1] != [name] else 1)  # slow after another
+        return run
+
+    t = measure_interleaved({"a": step("a"), "b": step("b")}, warmup=0, min_time_s=0.0,
+                            min_rounds=3, max_rounds=3, settle=1, clock=lambda: now[0])
+    assert log == ["a", "b"] + ["a", "a", "b", "b"] * 3
+    assert t["a"].median_ms == pytest.approx(1000 * 2.0**-10)  # not the doubled cost
+    assert t["b"].median_ms == pytest.approx(3000 * 2.0**-10)
+    with pytest.raises(ValueError, match="settle"):
+        measure_interleaved({"a": step("a")}, settle=-1)
+
+
 def test_measure_interleaved_needs_a_step():
     with pytest.raises(ValueError):
         measure_interleaved({})
