@@ -1,7 +1,8 @@
 """Where a bundle's stage-1 threshold is pinned: separation per pattern family, and the
 monolithic model as a normal/defect scorer beside stage 1.
 
-    python benchmarks/stage1_families.py DATA/heldout-default [--bundle DIR]
+    python benchmarks/stage1_families.py DATA/heldout-default [--bundle DIR] \
+        [--check DATA/heldout-default-2]
 
 On a ``semedge synth`` folder (its ``manifest.jsonl`` names each render's pattern
 family), with the bundle's int8 ONNX files (one centre tile per image, as training reads
@@ -11,7 +12,10 @@ images), prints:
 * for each family, the share of its normals at or above the bundle's stage-1 threshold
   and their median score;
 * ROC AUC and specificity at 99.5 % / 90 % recall of stage 1 and of the monolithic
-  model's ``1 − P(normal)`` over the six classes against ``normal``.
+  model's ``1 − P(normal)`` over the six classes against ``normal``;
+* with ``--check``: a threshold per family, chosen on ``data`` for 99.5 % recall of that
+  family's defects, and its recall and specificity on the ``--check`` folder beside the
+  bundle's one threshold (a family-aware operating point).
 
 Results of 2026-12-07 are in docs/training-results.md ("Where the threshold is pinned").
 """
@@ -51,22 +55,53 @@ def separation(y: np.ndarray, score: np.ndarray) -> str:
             f"{specificity_at_recall(y, score, 0.90):.3f}")
 
 
+def load_renders(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre tiles, labels and families of a synth folder's renders, ``other_defect``
+    left out."""
+    from training.data import load_tile
+
+    rows = [json.loads(line) for line in open(folder / "manifest.jsonl", encoding="utf-8")]
+    rows = [r for r in rows if r["label"] != "other_defect"]
+    x = np.stack([load_tile(folder / r["path"]) for r in rows]).astype(np.float32)
+    return x, np.array([r["label"] for r in rows]), np.array([r["family"] for r in rows])
+
+
+def stage1_probability(bundle: Path, x: np.ndarray) -> np.ndarray:
+    """The bundle's int8 stage-1 P(defective) of tiles ``x``."""
+    return 1 / (1 + np.exp(-run_model(bundle / "stage1.int8.onnx", x)[:, 0]))
+
+
+def family_thresholds(chosen_on: tuple, check: tuple, threshold: float) -> None:
+    """Print a per-family threshold for 99.5 % recall chosen on one set, scored on
+    another, beside the bundle's single threshold."""
+    from training.thresholds import select_threshold
+
+    s, label, family = chosen_on
+    s2, label2, family2 = check
+    print("a threshold per family (99.5 % recall on the first set), on the check set:")
+    for fam in sorted(set(family)):
+        own = family == fam
+        t = select_threshold(s[own], label[own] != "normal", 0.995).threshold
+        d, n = (family2 == fam) & (label2 != "normal"), (family2 == fam) & (label2 == "normal")
+        print(f"  {fam:9s} threshold {t:.3f}: recall {np.mean(s2[d] >= t):.3f}, "
+              f"specificity {np.mean(s2[n] < t):.2f} ({int(n.sum())} normals); "
+              f"the bundle's {threshold:.3f}: {np.mean(s2[d] >= threshold):.3f}, "
+              f"{np.mean(s2[n] < threshold):.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from edge.bundle import default_bundle_path
     from edge.metrics import roc_auc
-    from training.data import load_tile
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="a semedge synth folder")
     parser.add_argument("--bundle", type=Path, default=None, help="default: the shipped one")
+    parser.add_argument("--check", type=Path, default=None,
+                        help="a second synth folder: score per-family thresholds on it")
     args = parser.parse_args(argv)
     bundle = args.bundle or default_bundle_path()
-    rows = [json.loads(line) for line in open(args.data / "manifest.jsonl", encoding="utf-8")]
-    rows = [r for r in rows if r["label"] != "other_defect"]
-    x = np.stack([load_tile(args.data / r["path"]) for r in rows]).astype(np.float32)
-    label = np.array([r["label"] for r in rows])
-    family = np.array([r["family"] for r in rows])
-    s1 = 1 / (1 + np.exp(-run_model(bundle / "stage1.int8.onnx", x)[:, 0]))
+    x, label, family = load_renders(args.data)
+    s1 = stage1_probability(bundle, x)
     threshold = json.loads((bundle / "manifest.json").read_text())["stage1"]["threshold"]
     normal = label == "normal"
     print("defect class against the normals of its own family (stage 1, ROC AUC):")
@@ -88,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     y = (~normal).astype(int)
     print(f"stage 1:                 {separation(y, s1)}")
     print(f"monolithic 1 - P(normal): {separation(y, mono)}")
+    if args.check is not None:
+        x2, label2, family2 = load_renders(args.check)
+        family_thresholds((s1, label, family),
+                          (stage1_probability(bundle, x2), label2, family2), threshold)
     return 0
 
 
