@@ -116,6 +116,18 @@ def build(layout: str, channels: int):
     return model
 
 
+def sampling_shares(overrides: list[str]) -> dict[int, float]:
+    """``{label: share}`` from ``LABEL=SHARE`` strings, normal at 0.5 unless named."""
+    from edge.classes import CLASSES
+    from training.data import OTHER_DEFECT
+
+    shares = {0: 0.5}
+    for item in overrides:
+        name, value = item.split("=", 1)
+        shares[OTHER_DEFECT if name == "other_defect" else CLASSES.index(name)] = float(value)
+    return shares
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -137,14 +149,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crop", type=int, default=0, help="train on crops of this many px")
     p.add_argument("--crop-share", type=float, default=0.85,
                    help="the share of the steps (from the start) trained on crops")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (default: the recipe's stage-1 one)")
+    p.add_argument("--focal-gamma", type=float, default=0.0,
+                   help="focal loss exponent for the binary head (0: plain BCE)")
+    p.add_argument("--share", action="append", default=[], metavar="LABEL=SHARE",
+                   help="sampling share of a training label (normal: 0.5; the rest "
+                        "split what is left)")
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     recipe = load_recipe(Path(__file__).resolve().parents[1] / "training/recipes/default.toml")
     augment = {**recipe.stage1.augment, **(NO_AUGMENT if a.no_augment else {})}
     model_recipe = dataclasses.replace(recipe.stage1, augment=augment,
-                                       epochs=max(1, a.samples // recipe.stage1.samples_per_epoch))
+                                       epochs=max(1, a.samples // recipe.stage1.samples_per_epoch),
+                                       lr=a.lr or recipe.stage1.lr)
     config = _fit_config(model_recipe, a.seed + 1000, recipe)
+    config = dataclasses.replace(config, focal_gamma=a.focal_gamma)
     if a.crop:
         config = dataclasses.replace(config, crop=a.crop, crop_share=a.crop_share)
     if a.self_reference:  # the second channel is computed once, before any augmentation
@@ -155,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     model = build(a.layout, 2 if a.self_reference else 1)
     start = time.perf_counter()
     fit(model, prep(train.x), (train.y != 0).astype(np.float32),
-        balanced_weights(train.y, {0: 0.5}), binary=True, config=config,
+        balanced_weights(train.y, sampling_shares(a.share)), binary=True,
+        config=config,
         aux_targets=_aux_targets(train.y),
         dense_targets=_dense_targets(build(a.layout, 1), list(train.paths), train.y,
                                      read_masks(a.train), 224))

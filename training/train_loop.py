@@ -39,6 +39,7 @@ class FitConfig:
                                  # outlier tiles (target -1, e.g. other_defect)
     patience: int = 0  # with a validation score: stop after this many epochs without a
                        # better one and keep the best epoch's weights (0: off)
+    focal_gamma: float = 0.0  # binary models: focal loss exponent (0: plain BCE)
 
 
 @dataclass
@@ -191,7 +192,7 @@ def fit(model, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
             aux_out = aux_out if use_aux else None
             if binary:
                 out = out[:, 0]
-                loss = F.binary_cross_entropy_with_logits(out, yb)
+                loss = binary_loss(out, yb, config.focal_gamma)
                 correct += int(((out > 0).float() == yb).sum())
             elif config.outlier_weight > 0:
                 loss = _loss_with_outliers(out, yb, config)
@@ -361,6 +362,19 @@ def _sum_over_ranks(values: tuple[float, int, int], device: str) -> tuple[float,
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t[0]), int(t[1]), int(t[2])
+
+
+def binary_loss(logits, targets, gamma: float = 0.0):
+    """BCE with logits; with ``gamma`` > 0 the focal loss (Lin et al. 2017): each
+    sample's BCE times ``(1 − p_t)^gamma``, so confident right answers count less and
+    the training signal goes to the tiles near the normal/defect boundary."""
+    import torch
+    import torch.nn.functional as F
+
+    if gamma == 0:
+        return F.binary_cross_entropy_with_logits(logits, targets)
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    return ((1 - torch.exp(-bce)) ** gamma * bce).mean()
 
 
 def _loss_with_outliers(logits, targets, config: FitConfig):
