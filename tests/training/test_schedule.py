@@ -19,7 +19,7 @@ from training.train_loop import EarlyStopping, FitConfig, balanced_weights, fit 
 
 def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience():
     model = torch.nn.Linear(1, 1)
-    stop = EarlyStopping(patience=3)
+    stop = EarlyStopping(patience=3, window=1)
     scores = [0.5, 0.7, 0.6, 0.65, 0.6]
     decisions = []
     for epoch, score in enumerate(scores, 1):
@@ -28,6 +28,18 @@ def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience():
         decisions.append(stop.update(epoch, score, model))
     assert decisions == [False, False, False, False, True]
     assert stop.best_epoch == 2 and float(stop.best_state["weight"]) == 2.0
+
+
+def test_one_lucky_epoch_does_not_stop_a_run_that_is_still_improving():
+    # validation AUC on a few hundred images: epoch 2 is a +0.08 fluke
+    scores = [0.70, 0.80, 0.72, 0.74, 0.75, 0.76]
+    model = torch.nn.Linear(1, 1)
+    raw, smoothed = EarlyStopping(patience=3, window=1), EarlyStopping(patience=3)
+    assert [raw.update(e, s, model) for e, s in enumerate(scores, 1)][4]  # stops at 5
+    assert not any(smoothed.update(e, s, model) for e, s in enumerate(scores, 1))
+    assert smoothed.best_epoch == 2  # the weights kept are still the best epoch's
+    with pytest.raises(ValueError, match="window"):
+        EarlyStopping(patience=3, window=0)
 
 
 def test_a_score_that_is_not_a_number_never_stops_a_run():
@@ -43,19 +55,20 @@ def test_fit_stops_early_and_restores_the_best_weights():
     y = (np.arange(32) % 2).astype(np.float32)
     model = build_model("stage1")
     seen: dict[int, torch.Tensor] = {}
-    scripted = iter([0.6, 0.9, 0.8, 0.7, 0.85, 0.95])
+    scripted = iter([0.6, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
 
     def validate(m) -> float:
         seen[len(seen) + 1] = next(iter(m.state_dict().values())).detach().clone()
         assert not m.training  # scored in eval mode
         return next(scripted)
 
-    cfg = FitConfig(epochs=6, samples_per_epoch=32, batch_size=16, patience=2)
+    cfg = FitConfig(epochs=8, samples_per_epoch=32, batch_size=16, patience=2)
     result = fit(model, x, y, balanced_weights(y), binary=True, config=cfg,
                  validate=validate)
+    # means of the last three scores peak at epoch 4 (0.8): two epochs later it stops
     assert result.stopped_early and result.best_epoch == 2
-    assert [h["val_score"] for h in result.history] == [0.6, 0.9, 0.8, 0.7]
-    assert result.samples == 4 * 32  # four epochs ran, not six
+    assert [h["val_score"] for h in result.history] == [0.6, 0.9, 0.8, 0.7, 0.6, 0.5]
+    assert result.samples == 6 * 32  # six epochs ran, not eight
     torch.testing.assert_close(next(iter(model.state_dict().values())), seen[2])
 
 
