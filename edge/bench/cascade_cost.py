@@ -11,7 +11,8 @@ The construction (``docs/bench.md``):
 * The steps are timed round-robin (:func:`edge.bench.timing.measure_interleaved`); one
   round holds one sample of every step, so each round gives one field cost and the
   percentiles are over rounds. Each timed call follows an untimed call of the same step
-  (``SETTLE``), as in a deployment that runs it image after image. Speed-up = monolithic median / cascade median, same run.
+  (``SETTLE``), as in a deployment that runs it image after image. Speed-up =
+  monolithic median / cascade median, same run.
 * Stage 1 is not perfect: the flag rate it really produces at defect rate ``r`` is
   ``r·recall + (1 − r)·(1 − specificity)``, from its scores on the evaluation set
   mixed to that rate. The cost with stage 2 on round(flag rate · N) tiles is reported
