@@ -31,19 +31,10 @@ if str(ROOT) not in sys.path:
 
 def binary_model(layout: str):
     """A freshly initialised one-output network of the layout."""
-    import torch
+    from training.models import ARCHITECTURES, build_layout
 
-    from training.models import ARCHITECTURES, ResidualBlock, TileNet
-
-    arch = dataclasses.replace(ARCHITECTURES[layout], outputs=1, aux_outputs=0,
-                               dense_head=False, max_params=10**8)
-    model = TileNet(arch)
-    for m in model.modules():  # initialised as training.models.build_model does
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        if isinstance(m, ResidualBlock):
-            torch.nn.init.zeros_(m.body[-1][1].weight)
-    return model
+    return build_layout(dataclasses.replace(ARCHITECTURES[layout], outputs=1, aux_outputs=0,
+                                            dense_head=False, max_params=10**8))
 
 
 def load_split(root: Path, files: list[dict], split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -74,19 +74,20 @@ def stage1_probability(bundle: Path, x: np.ndarray) -> np.ndarray:
 def family_thresholds(chosen_on: tuple, check: tuple, threshold: float) -> None:
     """Print a per-family threshold for 99.5 % recall chosen on one set, scored on
     another, beside the bundle's single threshold."""
-    from training.thresholds import select_threshold
+    from training.thresholds import rates_at, select_threshold
 
     s, label, family = chosen_on
     s2, label2, family2 = check
     print("a threshold per family (99.5 % recall on the first set), on the check set:")
     for fam in sorted(set(family)):
-        own = family == fam
+        own, other = family == fam, family2 == fam
         t = select_threshold(s[own], label[own] != "normal", 0.995).threshold
-        d, n = (family2 == fam) & (label2 != "normal"), (family2 == fam) & (label2 == "normal")
-        print(f"  {fam:9s} threshold {t:.3f}: recall {np.mean(s2[d] >= t):.3f}, "
-              f"specificity {np.mean(s2[n] < t):.2f} ({int(n.sum())} normals); "
-              f"the bundle's {threshold:.3f}: {np.mean(s2[d] >= threshold):.3f}, "
-              f"{np.mean(s2[n] < threshold):.2f}")
+        y2 = label2[other] != "normal"
+        recall, spec = rates_at(s2[other], y2, t)
+        recall0, spec0 = rates_at(s2[other], y2, threshold)
+        print(f"  {fam:9s} threshold {t:.3f}: recall {recall:.3f}, specificity {spec:.2f} "
+              f"({int((~y2).sum())} normals); the bundle's {threshold:.3f}: "
+              f"{recall0:.3f}, {spec0:.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,21 +94,12 @@ def scores_of(neg: np.ndarray, pos: np.ndarray) -> dict:
 def build(layout: str, channels: int):
     import torch
 
-    from training.models import (
-        ARCHITECTURES,
-        ResidualBlock,
-        TileNet,
-        build_model,
-    )
+    from training.models import ARCHITECTURES, build_layout, build_model
 
     model = build_model("stage1")
     if layout == "wide":
-        model = TileNet(dataclasses.replace(ARCHITECTURES["stage1"], max_params=10**7, **WIDE))
-        for m in model.modules():  # initialised as build_model initialises
-            if isinstance(m, torch.nn.Conv2d):
-                torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if isinstance(m, ResidualBlock):
-                torch.nn.init.zeros_(m.body[-1][1].weight)
+        model = build_layout(dataclasses.replace(ARCHITECTURES["stage1"], max_params=10**7,
+                                                 **WIDE))
     if channels == 2:
         model.features[0][0] = torch.nn.Conv2d(2, model.arch.stem, 4, 4, 0, bias=False)
         torch.nn.init.kaiming_normal_(model.features[0][0].weight, mode="fan_out",

@@ -26,6 +26,7 @@ from torch import nn
 __all__ = [
     "ARCHITECTURES",
     "Architecture",
+    "build_layout",
     "build_model",
     "count_macs",
     "count_parameters",
@@ -170,7 +171,13 @@ def build_model(name: str) -> TileNet:
     """A freshly initialised model ``stage1``, ``stage2`` or ``monolithic``."""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(ARCHITECTURES)}")
-    model = TileNet(ARCHITECTURES[name])
+    return build_layout(ARCHITECTURES[name])
+
+
+def build_layout(arch: Architecture) -> TileNet:
+    """A freshly initialised network of any layout (the named ones, or variants of them
+    that probes try)."""
+    model = TileNet(arch)
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -265,7 +265,8 @@ class EarlyStopping:
             self.best_state = {k: v.detach().to("cpu", copy=True)
                                for k, v in model.state_dict().items()}
         self._scores.append(score)
-        smoothed = sum(self._scores[-self.window:]) / len(self._scores[-self.window:])
+        recent = self._scores[-self.window:]
+        smoothed = sum(recent) / len(recent)
         if smoothed > self._best_smoothed:
             self._best_smoothed, self._best_smoothed_epoch = smoothed, epoch
         self.stopped = (self.patience > 0 and self._best_smoothed_epoch is not None
