@@ -93,6 +93,9 @@ class Bundle:
     temperature, unknown_threshold : float
         Stage-2 calibration and the top-probability floor under which a tile is
         ``unknown``.
+    other_output : bool
+        ``stage2.other_output``: stage 2 has a seventh output, "outside the six
+        classes", trained on ``other_defect`` images; a tile it wins is ``unknown``.
     files : dict
         ``stage -> format key -> StageFile``.
     metrics : dict
@@ -118,6 +121,12 @@ class Bundle:
     metrics: dict[str, Any]
     manifest: dict[str, Any] = field(repr=False)
     large_image: str = "tile"
+    other_output: bool = False
+
+    @property
+    def stage2_outputs(self) -> int:
+        """Width of stage 2's output: the six classes, and the other output if any."""
+        return STAGES["stage2"] + int(self.other_output)
 
     @property
     def binary(self) -> bool:
@@ -217,6 +226,15 @@ def _get(obj: Any, key: str, kind: type | tuple[type, ...], where: str, mf: Path
     return value
 
 
+def _flag(obj: dict[str, Any], key: str, where: str, mf: Path) -> bool:
+    """An optional boolean ``obj[key]`` (absent: False)."""
+    value = obj.get(key, False)
+    if not isinstance(value, bool):
+        raise BundleError(mf, f"schema: {where}.{key} must be true or false, "
+                              f"got {value!r}")
+    return value
+
+
 def _number(obj: dict[str, Any], key: str, where: str, mf: Path, lo: float, hi: float,
             *, open_low: bool = False) -> float:
     value = float(_get(obj, key, (int, float), where, mf))
@@ -289,6 +307,7 @@ def _parse(root: Path, mf: Path, manifest: Any) -> Bundle:
         metrics=metrics,
         manifest=manifest,
         large_image=large,
+        other_output=_flag(s2, "other_output", "stage2", mf),
     )
 
 

@@ -111,12 +111,15 @@ class Cascade:
     def stage2_probs(self, batch: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities ``(M, 6)`` for a tile batch ``(M, 1, S, S)``.
 
+        With the bundle's other output (``Bundle.other_output``) the softmax runs over
+        seven outputs and a row sums to 1 − P(outside the six classes).
         Raises ``ValueError`` on a stage-1-only bundle (it has no stage 2)."""
         if self.stage2 is None:
             raise ValueError(f"bundle {self.bundle.name!r} is stage-1-only: it has no stage 2")
         if len(batch) == 0:
             return np.zeros((0, len(DEFECT_CLASSES)), np.float32)
-        return _softmax(_run_batched(self.stage2, batch, self.batch), self.temperature)
+        probs = _softmax(_run_batched(self.stage2, batch, self.batch), self.temperature)
+        return np.ascontiguousarray(probs[:, :len(DEFECT_CLASSES)])
 
     # ------------------------------------------------------------------ classification
 
@@ -348,7 +351,7 @@ def load(bundle: Bundle | PathLike | None = None, *, target: str | Profile = "au
     stage1 = backend.open(loaded.file("stage1", fmt), size=loaded.input_size, outputs=1)
     stage2 = (None if loaded.binary else
               backend.open(loaded.file("stage2", fmt), size=loaded.input_size,
-                           outputs=len(DEFECT_CLASSES)))
+                           outputs=loaded.stage2_outputs))
     reason = f"target {profile.name} ({reason}); {runtime.backend} {fmt}"
     if note:
         reason += f"; {note}"

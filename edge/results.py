@@ -7,7 +7,10 @@ The image-label rule (also in ``docs/runtime.md``):
 * otherwise the *decisive tile* is the flagged tile with the highest stage-1 score
   (ties: lowest tile index); the image takes its label (a defect class, or ``unknown``
   when its stage-2 top probability is under the bundle's threshold) and its score
-  (that top probability). An image with a flagged tile is never ``normal``.
+  (that top probability). A bundle whose stage 2 has an output for defects outside the
+  six classes (``Bundle.other_output``) also answers ``unknown`` when that output's
+  probability (1 − the row sum of the six) is above every class's, scored with it.
+  An image with a flagged tile is never ``normal``.
 * a stage-1-only (binary) bundle has no stage 2: a flagged tile is ``defective`` with its
   stage-1 score, and so is the image its decisive tile decides.
 
@@ -72,7 +75,7 @@ class ImageResult:
         Tiles whose stage-1 score reached the threshold (the only ones stage 2 saw).
     stage2_probs : (N, 6) float32 ndarray
         Calibrated stage-2 probabilities (``DEFECT_CLASSES`` order); NaN rows for
-        unflagged tiles.
+        unflagged tiles. With an other output a row sums to 1 − its probability.
     tile_labels : tuple of str
         Label of every tile.
     timings_ms : dict
@@ -191,8 +194,9 @@ def label_tiles(stage1_scores: np.ndarray, flagged: np.ndarray, probs: np.ndarra
                 unknown_threshold: float) -> tuple[tuple[str, ...], np.ndarray]:
     """Per-tile labels and scores (pure; see the module docstring for the rule).
 
-    ``probs`` is ``(N, 6)`` with any values in unflagged rows, or ``None`` for a
-    stage-1-only bundle (flagged tiles are then ``defective``).
+    ``probs`` is ``(N, 6)`` with any values in unflagged rows (a row may sum to less
+    than 1: the rest is the other output's), or ``None`` for a stage-1-only bundle
+    (flagged tiles are then ``defective``).
     """
     labels = []
     scores = np.empty(len(stage1_scores), np.float32)
@@ -206,6 +210,11 @@ def label_tiles(stage1_scores: np.ndarray, flagged: np.ndarray, probs: np.ndarra
             scores[i] = s1
             continue
         top = int(np.argmax(probs[i]))
+        other = 1.0 - float(probs[i].sum())  # ~0 (rounding) without an other output
+        if other > probs[i, top]:
+            scores[i] = other
+            labels.append(UNKNOWN)
+            continue
         scores[i] = probs[i, top]
         labels.append(DEFECT_CLASSES[top] if probs[i, top] >= unknown_threshold else UNKNOWN)
     return tuple(labels), scores

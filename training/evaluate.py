@@ -24,7 +24,7 @@ from edge.visibility import recall_by_band
 from training.calibration import expected_calibration_error, softmax
 
 __all__ = ["DEFECT_RATES", "cost_per_tile", "evaluate_outputs", "confusion",
-           "predict_onnx", "time_onnx"]
+           "predict_onnx", "stage2_answers", "time_onnx"]
 
 DEFECT_RATES = (0.02, 0.10, 0.50)
 """Defect rates at which the cascade is compared with the monolithic model."""
@@ -54,6 +54,19 @@ def _safe_div(a: float, b: float) -> float:
     return float(a / b) if b else float("nan")
 
 
+def stage2_answers(logits: np.ndarray, temperature: float, unknown_threshold: float
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Stage 2 as the runtime reads it (``edge.results.label_tiles``): the six classes'
+    calibrated probabilities ``(N, 6)`` (a row sums to less than 1 when the logits carry
+    the other output), the best class 0–5, its probability, and whether the answer is
+    ``unknown`` (that probability under ``unknown_threshold``, or the other output's
+    above it)."""
+    six = softmax(logits, temperature)[:, :len(DEFECT_CLASSES)]
+    pred, top = six.argmax(axis=1), six.max(axis=1)
+    unknown = (top < unknown_threshold) | (1.0 - six.sum(axis=1) > top)
+    return six, pred, top, unknown
+
+
 def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
                      threshold: float, temperature: float, unknown_threshold: float,
                      reference: dict[str, np.ndarray] | None = None,
@@ -63,7 +76,8 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
     Parameters
     ----------
     outputs : dict
-        ``stage1`` (N, 1), ``stage2`` (N, 6) and optionally ``monolithic`` (N, 7) logits;
+        ``stage1`` (N, 1), ``stage2`` (N, 6; 7 with the other output) and optionally
+        ``monolithic`` (N, 7) logits;
         without ``stage2`` (a stage-1-only bundle) the cascade answers ``normal`` or
         defective and ``stage2`` is left out.
     labels : (N,) int array
@@ -108,9 +122,8 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
     if "stage2" not in outputs:
         return _binary_cascade(res, outputs, labels, flagged, threshold, reference)
 
-    p2 = softmax(outputs["stage2"], temperature)
-    pred2 = p2.argmax(axis=1)
-    top2 = p2.max(axis=1)
+    p2, pred2, top2, unknown2 = stage2_answers(outputs["stage2"], temperature,
+                                               unknown_threshold)
     intax = labels > 0
     true2 = labels[intax] - 1
     conf2 = confusion(true2, pred2[intax], len(DEFECT_CLASSES), len(DEFECT_CLASSES))
@@ -118,17 +131,17 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
         "tiles": int(intax.sum()),
         "macro_f1": _macro_f1(conf2),
         "accuracy": _safe_div(int((pred2[intax] == true2).sum()), int(intax.sum())),
-        "ece_before": expected_calibration_error(softmax(outputs["stage2"][intax]), true2),
+        "ece_before": expected_calibration_error(
+            softmax(outputs["stage2"][intax])[:, :len(DEFECT_CLASSES)], true2),
         "ece": expected_calibration_error(p2[intax], true2),
-        "unknown_rate": _safe_div(int((top2[intax] < unknown_threshold).sum()), int(intax.sum())),
+        "unknown_rate": _safe_div(int(unknown2[intax].sum()), int(intax.sum())),
         "confusion": conf2.tolist(),
     }
     if (labels == -1).any():
-        res["stage2"]["unknown_rate_other_defect"] = float(
-            (top2[labels == -1] < unknown_threshold).mean())
+        res["stage2"]["unknown_rate_other_defect"] = float(unknown2[labels == -1].mean())
 
     # the cascade: 0 normal, 1..6 defect classes, 7 unknown
-    cascade = np.where(flagged, np.where(top2 < unknown_threshold, 7, pred2 + 1), 0)
+    cascade = np.where(flagged, np.where(unknown2, 7, pred2 + 1), 0)
     known = labels >= 0
     conf_cascade = confusion(labels[known], cascade[known], len(CLASSES), len(CLASSES) + 1)
     correct = np.where(labels >= 0, cascade == labels, cascade == 7)
@@ -164,15 +177,15 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
 
     if reference is not None:
         r1 = sigmoid(reference["stage1"][:, 0]) >= threshold
-        rp2 = softmax(reference["stage2"], temperature)
-        rcascade = np.where(r1, np.where(rp2.max(1) < unknown_threshold, 7,
-                                         rp2.argmax(1) + 1), 0)
+        _, rpred2, _, runknown2 = stage2_answers(reference["stage2"], temperature,
+                                                 unknown_threshold)
+        rcascade = np.where(r1, np.where(runknown2, 7, rpred2 + 1), 0)
         agree = {
             "stage1": float((r1 == flagged).mean()),
-            "stage2": float((rp2.argmax(1) == pred2).mean()),
+            "stage2": float((rpred2 == pred2).mean()),
             # the tiles stage 2's metrics are on (the six classes): on a normal tile its
             # six-way argmax has no right answer and near-ties flip under quantization
-            "stage2_defect_tiles": float((rp2.argmax(1) == pred2)[intax].mean())
+            "stage2_defect_tiles": float((rpred2 == pred2)[intax].mean())
             if intax.any() else float("nan"),
             "cascade": float((rcascade == cascade).mean()),
             "stage1_max_abs_logit_diff": float(np.abs(reference["stage1"]

@@ -7,7 +7,7 @@ scan), so that neither imports the other.
 
 from __future__ import annotations
 
-from edge.classes import CLASSES
+from edge.classes import CLASSES, DEFECT_CLASSES
 
 __all__ = [
     "DEFECTIVE",
@@ -17,12 +17,15 @@ __all__ = [
     "LABEL_NAMES",
     "OTHER_DEFECT",
     "OTHER_DEFECT_FOLDER",
+    "OTHER_OUTPUT",
     "DatasetError",
 ]
 
 OTHER_DEFECT = -1
 """Label of an out-of-taxonomy defect (folder ``other_defect``)."""
 OTHER_DEFECT_FOLDER = "other_defect"
+OTHER_OUTPUT = len(DEFECT_CLASSES)
+"""Stage 2's output (and target) index for ``other_defect`` when it has an other output."""
 DEFECTIVE = -2
 """Label of a defective image whose class is not given (folder ``defective``)."""
 DEFECTIVE_FOLDER = "defective"

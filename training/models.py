@@ -18,7 +18,7 @@ another stride-2 stage), so a 224×224 tile costs few MACs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -31,6 +31,7 @@ __all__ = [
     "count_macs",
     "count_parameters",
     "fuse_batchnorm",
+    "widen_head",
 ]
 
 
@@ -167,11 +168,30 @@ class TileNet(nn.Module):
                 self.dense(f) if self.dense is not None else None)
 
 
-def build_model(name: str) -> TileNet:
-    """A freshly initialised model ``stage1``, ``stage2`` or ``monolithic``."""
+def build_model(name: str, outputs: int | None = None) -> TileNet:
+    """A freshly initialised model ``stage1``, ``stage2`` or ``monolithic``; ``outputs``
+    replaces the layout's (stage 2 with its other output has 7)."""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(ARCHITECTURES)}")
-    return build_layout(ARCHITECTURES[name])
+    arch = ARCHITECTURES[name]
+    return build_layout(arch if outputs is None else replace(arch, outputs=outputs))
+
+
+def widen_head(model: TileNet, outputs: int) -> TileNet:
+    """``model`` with ``outputs`` outputs: the trained rows kept, each new row started at
+    their mean (so it begins as likely as an average class). Never narrows."""
+    old = model.head
+    if outputs <= old.out_features:
+        return model
+    new = nn.Linear(old.in_features, outputs)
+    with torch.no_grad():
+        new.weight[:old.out_features] = old.weight
+        new.bias[:old.out_features] = old.bias
+        new.weight[old.out_features:] = old.weight.mean(0)
+        new.bias[old.out_features:] = old.bias.mean()
+    model.head = new
+    model.arch = replace(model.arch, outputs=outputs)
+    return model
 
 
 def build_layout(arch: Architecture) -> TileNet:

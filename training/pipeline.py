@@ -112,7 +112,8 @@ def load_checkpoint(path: str | os.PathLike):
     ckpt = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"{path}: not a semedge checkpoint (no 'model'/'state_dict' keys)")
-    model = build_model(ckpt["model"])
+    head = ckpt["state_dict"].get("head.weight")
+    model = build_model(ckpt["model"], None if head is None else int(head.shape[0]))
     # older bundles lack the training-only heads that were added later (never exported)
     missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
     wrong = list(unexpected) + [k for k in missing if not k.startswith(TRAINING_ONLY)]
@@ -626,26 +627,36 @@ def _load_data(q: _Request, pre: _Preflight, dist: Distributed, progress: Any) -
     return _Data(train, val, calib, sets, splits_path)
 
 
-def _stage2_spec(labels: np.ndarray, outliers: bool) -> tuple:
+def _stage2_spec(labels: np.ndarray, m: ModelRecipe) -> tuple:
     """Stage 2's ``(tiles kept, targets, weights, binary)``: the six classes (0–5), and
-    with ``outliers`` the ``other_defect`` tiles too (target -1, as often as one class)."""
-    from training.data import OTHER_DEFECT
+    the ``other_defect`` tiles as class 6 with ``m.other_output``, or with an outlier
+    weight as target -1 (a uniform answer); either is drawn as often as one class."""
+    from training.labels import OTHER_DEFECT, OTHER_OUTPUT
 
-    keep = (labels > 0) | (outliers & (labels == OTHER_DEFECT))
-    return keep, np.where(labels == OTHER_DEFECT, -1, labels - 1), None, False
+    other = m.other_output or m.outlier_weight > 0
+    keep = (labels > 0) | (other & (labels == OTHER_DEFECT))
+    other_target = OTHER_OUTPUT if m.other_output else -1
+    return keep, np.where(labels == OTHER_DEFECT, other_target, labels - 1), None, False
 
 
 def _scheduled(q: _Request, pre: _Preflight, train: Dataset, console: Any) -> _Request:
     """``q`` with the data-scaled schedule (when asked) and the target recall applied."""
     from dataclasses import replace
 
-    from training.schedule import scaled_recipe
+    from training.labels import OTHER_DEFECT
+    from training.schedule import OTHER_OUTPUT_MIN_IMAGES, scaled_recipe
 
     r = q.recipe
     if q.scale_to_data:
         images = {"stage1": len(train), "stage2": int((train.y > 0).sum()),
                   "monolithic": int((train.y >= 0).sum())}
-        r = scaled_recipe(r, {m: images[m] for m in pre.trained})
+        other = int((train.y == OTHER_DEFECT).sum())
+        r = scaled_recipe(r, {m: images[m] for m in pre.trained}, other)
+        if "stage2" in pre.trained and other:
+            console.log(f"{other} other_defect training images: " + (
+                "stage 2 learns them as an output answered unknown" if r.stage2.other_output
+                else f"fewer than {OTHER_OUTPUT_MIN_IMAGES}, so stage 1 alone trains on "
+                "them"))
         console.log("schedule scaled to the data (no recipe): " + ", ".join(
             f"{m} up to {getattr(r, m).epochs} × {getattr(r, m).samples_per_epoch:,} samples, "
             f"stopping after {getattr(r, m).patience} epochs without a better validation "
@@ -655,10 +666,12 @@ def _scheduled(q: _Request, pre: _Preflight, train: Dataset, console: Any) -> _R
     return replace(q, recipe=r)
 
 
-def _val_score(model_name: str, val: Dataset):
+def _val_score(model_name: str, val: Dataset, other_output: bool = False):
     """The validation score early stopping watches: stage 1's ROC AUC, the class
-    models' macro-F1 over the classes present (None: no validation tile to score)."""
+    models' macro-F1 over the classes present, stage 2's other output one of them
+    (None: no validation tile to score)."""
     from edge.metrics import confusion_matrix, macro_f1, roc_auc
+    from training.labels import OTHER_DEFECT, OTHER_OUTPUT
     from training.train_loop import predict_logits
 
     if model_name == "stage1":
@@ -666,11 +679,14 @@ def _val_score(model_name: str, val: Dataset):
         if truth.all() or not truth.any():
             return None
         return lambda model: roc_auc(truth, predict_logits(model, val.x)[:, 0])
-    keep = (val.y > 0) if model_name == "stage2" else (val.y >= 0)
+    if model_name == "stage2":
+        keep = (val.y > 0) | (other_output & (val.y == OTHER_DEFECT))
+        truth = np.where(val.y == OTHER_DEFECT, OTHER_OUTPUT, val.y - 1)[keep]
+        classes = 7 if other_output else 6
+    else:
+        keep, truth, classes = val.y >= 0, val.y[val.y >= 0], 7
     if not keep.any():
         return None
-    truth = val.y[keep] - (1 if model_name == "stage2" else 0)
-    classes = 6 if model_name == "stage2" else 7
 
     def score(model) -> float:
         pred = predict_logits(model, val.x[keep]).argmax(1)
@@ -679,10 +695,32 @@ def _val_score(model_name: str, val: Dataset):
     return score
 
 
+def _initial_model(name: str, init: Path | None, other_output: bool):
+    """A fresh model, or ``init``'s checkpoint (fine-tuning); ``other_output`` widens
+    stage 2's head by the other output (a bundle's head that has one keeps it)."""
+    from training.labels import OTHER_OUTPUT
+    from training.models import build_model, widen_head
+
+    outputs = OTHER_OUTPUT + 1 if other_output else None
+    if init is None:
+        return build_model(name, outputs)
+    model = load_checkpoint(init)[0]
+    if outputs is not None:
+        widen_head(model, outputs)
+    model.train()
+    return model
+
+
+def _has_other_output(model) -> bool:
+    """Whether a stage-2 model has the other output (index ``OTHER_OUTPUT``)."""
+    from training.labels import OTHER_OUTPUT
+
+    return model.arch.name == "stage2" and model.arch.outputs > OTHER_OUTPUT
+
+
 def _train_models(q: _Request, pre: _Preflight, data: _Data, dist: Distributed,
                   progress: Any, console: Any) -> tuple[dict, dict]:
     """Build (or ``--init``) and train every model this data trains: ``(models, fits)``."""
-    from training.models import build_model
     from training.train_loop import balanced_weights, fit
 
     r, train = q.recipe, data.train
@@ -690,7 +728,7 @@ def _train_models(q: _Request, pre: _Preflight, data: _Data, dist: Distributed,
     specs = {
         "stage1": (np.ones(len(train), bool), (train.y != 0).astype(np.float32),
                    balanced_weights(train.y, {0: 0.5}), True),
-        "stage2": _stage2_spec(train.y, r.stage2.outlier_weight > 0),
+        "stage2": _stage2_spec(train.y, r.stage2),
         "monolithic": (train.y >= 0, train.y, None, False),
     }
     models: dict = {}
@@ -703,10 +741,8 @@ def _train_models(q: _Request, pre: _Preflight, data: _Data, dist: Distributed,
         if len(idx) == 0:
             raise ValueError(f"{q.data_dir}: no training tiles for {model_name}")
         w = weights[idx] if weights is not None else balanced_weights(targets[idx])
-        model = build_model(model_name)
-        if model_name in pre.init_ckpts:
-            model.load_state_dict(load_checkpoint(pre.init_ckpts[model_name])[0].state_dict())
-            model.train()
+        model = _initial_model(model_name, pre.init_ckpts.get(model_name),
+                               model_name == "stage2" and r.stage2.other_output)
         cfg = _fit_config(getattr(r, model_name), r.seed + 1000 * (i + 1), r)
         x_train = train.x if len(idx) == len(train) else train.x[idx]
         aux = _aux_targets(train.y[idx]) if model_name == "stage1" else None
@@ -718,7 +754,8 @@ def _train_models(q: _Request, pre: _Preflight, data: _Data, dist: Distributed,
             fit, model, x_train, targets[idx], w, binary=binary, config=cfg,
             progress=progress, description=model_name, aux_targets=aux,
             dense_targets=dense, device=dist.device,
-            validate=_val_score(model_name, data.val) if cfg.patience > 0 else None)
+            validate=(_val_score(model_name, data.val, _has_other_output(model))
+                      if cfg.patience > 0 else None))
     # under torchrun one model after another: two DDP models training side by side in
     # threads could issue their collectives in a different order on different ranks
     fits = _run_fits(jobs, concurrent=r.concurrent_stage1 and dist.world_size == 1,
@@ -737,6 +774,7 @@ def _calibrate(q: _Request, pre: _Preflight, models: dict, val: Dataset,
         softmax,
     )
     from training.evaluate import sigmoid
+    from training.labels import OTHER_DEFECT, OTHER_OUTPUT
     from training.train_loop import predict_logits
 
     r = q.recipe
@@ -762,13 +800,16 @@ def _calibrate(q: _Request, pre: _Preflight, models: dict, val: Dataset,
         return _Calibration(stage1_info, choice, pre.source.temperature,
                             pre.source.unknown_threshold, s2.get("ece_before"),
                             s2.get("ece_after"), val_stage1)
-    intax = val.y > 0
-    val_s2 = predict_logits(models["stage2"], val.x[intax])
-    truth = val.y[intax] - 1
+    other = _has_other_output(models["stage2"])
+    keep = (val.y > 0) | (other & (val.y == OTHER_DEFECT))
+    val_s2 = predict_logits(models["stage2"], val.x[keep])
+    truth = np.where(val.y == OTHER_DEFECT, OTHER_OUTPUT, val.y - 1)[keep]
     temperature = fit_temperature(val_s2, truth)
     ece_before = expected_calibration_error(softmax(val_s2), truth)
     ece_after = expected_calibration_error(softmax(val_s2, temperature), truth)
-    unknown = select_unknown_threshold(softmax(val_s2, temperature),
+    # the floor keeps ``coverage`` of the six classes' tiles labelled, by their top class
+    known = truth < OTHER_OUTPUT
+    unknown = select_unknown_threshold(softmax(val_s2, temperature)[known, :OTHER_OUTPUT],
                                        coverage=r.unknown_coverage,
                                        max_threshold=r.unknown_max_threshold)
     console.log(f"stage 2 T={temperature:.3f} ECE {ece_before:.4f}→{ece_after:.4f}, "
@@ -982,7 +1023,9 @@ def _write_bundle_manifest(q: _Request, pre: _Preflight, models: dict, files: di
     large = "resize" if any(min(s) > r.size for s in pre.found.shapes) else "tile"
     return write_manifest(out_dir, name=q.name, size=r.size, low=r.low, high=r.high,
                           stage1=_stage1_manifest(r, cal, "stage1" in models),
-                          stage2=_stage2_manifest(r, pre, cal, "stage2" in models),
+                          stage2=_stage2_manifest(r, pre, cal, "stage2" in models,
+                                                  "stage2" in models
+                                                  and _has_other_output(models["stage2"])),
                           files=files, metrics=metrics, provenance=provenance,
                           models=model_info, large_image=large, checkpoints=bundle_ckpts,
                           splits=splits_path)
@@ -1002,13 +1045,13 @@ def _stage1_manifest(r: TrainRecipe, cal: _Calibration, trained: bool) -> dict:
 
 
 def _stage2_manifest(r: TrainRecipe, pre: _Preflight, cal: _Calibration,
-                     trained: bool) -> dict | None:
-    """The manifest's ``stage2``: temperature, ``unknown`` threshold, ECE (None for a
-    stage-1-only bundle)."""
+                     trained: bool, other_output: bool) -> dict | None:
+    """The manifest's ``stage2``: temperature, ``unknown`` threshold, ECE, whether it has
+    the other output (None for a stage-1-only bundle)."""
     if pre.binary:
         return None
     if not trained:
         return {**pre.source.manifest["stage2"], "supplied_by": _supplied(pre)["stage2"]}
     return {"temperature": cal.temperature, "unknown_threshold": cal.unknown,
             "ece_before": cal.ece_before, "ece_after": cal.ece_after,
-            "unknown_coverage": r.unknown_coverage}
+            "unknown_coverage": r.unknown_coverage, "other_output": other_output}

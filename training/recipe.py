@@ -57,6 +57,7 @@ class ModelRecipe:
     crop: int = 0  # train the first crop_share of the steps on crop-px windows (0: off)
     crop_share: float = 0.0
     outlier_weight: float = 0.0  # stage 2: train on other_defect with a uniform target (0: off)
+    other_output: bool = False  # stage 2: a 7th output trained on other_defect, read as unknown
     patience: int = 0  # stop after this many epochs without a better val score (0: off)
     augment: dict = field(default_factory=dict)  # this model's overrides of [augment]
 

@@ -197,19 +197,21 @@ def convert_stages(onnx_paths: dict[str, str | os.PathLike], out_dir: str | os.P
 
 def predict_tflite(path: str | os.PathLike, x: np.ndarray, *, stage: str,
                    fmt: str = "tflite-int8", threads: int = 2,
-                   batch_size: int = 64) -> np.ndarray:
+                   batch_size: int = 64, outputs: int | None = None) -> np.ndarray:
     """Logits of a ``.tflite`` file for tiles ``x`` ``[N, 1, S, S]``, through the device
     runtime (XNNPACK on the CPU; a full-integer model is quantized/dequantized exactly
-    as on the device)."""
+    as on the device). ``outputs``: the model's width when not the stage's usual one
+    (a stage 2 with the other output)."""
     from edge.backends.tflite_backend import TFLiteBackend
     from edge.bundle import STAGES, StageFile
 
+    width = STAGES[stage] if outputs is None else outputs
     session = TFLiteBackend(threads=threads, providers=["cpu"]).open(
-        StageFile(stage, fmt, Path(path), ""), size=x.shape[-1], outputs=STAGES[stage])
+        StageFile(stage, fmt, Path(path), ""), size=x.shape[-1], outputs=width)
     step = batch_size if fmt == "tflite-int8" else len(x) or 1
     outs = [session.run(np.ascontiguousarray(x[i:i + step], dtype=np.float32))
             for i in range(0, len(x), step)]
-    return np.concatenate(outs) if outs else np.zeros((0, STAGES[stage]), np.float32)
+    return np.concatenate(outs) if outs else np.zeros((0, width), np.float32)
 
 
 def check_parity(evaluation: dict[str, dict], fmt: str, *,

@@ -122,6 +122,7 @@ def add_tflite_to_bundle(bundle_dir: str | os.PathLike, *, data_dir: str | os.Pa
     calib = load_dataset(paths, labels, **load_kw)
     log(f"calibration: {len(calib)} tiles from {data_dir} ({source})")
     stages = ("stage1",) if bundle.binary else TFLITE_STAGES
+    widths = {"stage1": 1, "stage2": bundle.stage2_outputs}
     onnx_files = {s: bundle.file(s, "onnx").path for s in stages}
     conversions = convert_stages(onnx_files, bundle_dir, calib.x, env=env)
     formats = tuple(TFLITE_FORMATS)
@@ -141,7 +142,7 @@ def add_tflite_to_bundle(bundle_dir: str | os.PathLike, *, data_dir: str | os.Pa
                                 "onnx-int8": evaluate_outputs(int8, ds.y, **thr, reference=ref)}
         for fmt in formats:
             outs = {s: predict_tflite(conversions[s].files[fmt], ds.x, stage=s, fmt=fmt,
-                                      threads=threads) for s in stages}
+                                      threads=threads, outputs=widths[s]) for s in stages}
             evaluation[set_name][fmt] = evaluate_outputs(outs, ds.y, **thr, reference=ref)
         log(f"{set_name}: " + ", ".join(
             f"{fmt} s1 recall {evaluation[set_name][fmt]['stage1']['recall']:.4f}"
