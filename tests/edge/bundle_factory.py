@@ -187,7 +187,8 @@ def make_bundle(
 ) -> Path:
     """Write a complete bundle to ``root`` and return ``root``.
 
-    The default stage 2 answers ``short`` with probability ~0.80 for every tile.
+    The default stage 2 answers ``short`` with probability ~0.80 for every tile; seven
+    ``stage2_bias`` values give it the other output (``stage2.other_output``).
     ``realistic`` adds TileNet bodies of the training layouts (stage 1 light, stage 2 and
     monolithic heavier) that cost real compute without changing the answers.
     ``model_size`` builds models for another input size than the manifest says (to
@@ -199,7 +200,8 @@ def make_bundle(
     models = {
         "stage1": build_model(outputs=1, size=msize, slope=stage1_slope,
                               bias=-stage1_slope * stage1_center, arch="stage1" if realistic else None, seed=seed),
-        "stage2": build_model(outputs=6, size=msize, slope=stage2_slope, bias=stage2_bias,
+        "stage2": build_model(outputs=len(stage2_bias), size=msize, slope=stage2_slope,
+                              bias=stage2_bias,
                               arch="stage2" if realistic else None, seed=seed + 1),
     }
     if monolithic:
@@ -227,7 +229,8 @@ def make_bundle(
         "input": {"size": size, "channels": 1, "layout": "NCHW", "dtype": "float32"},
         "preprocess": {"low": 1.0, "high": 99.0, "small_image": "upscale"},
         "stage1": {"threshold": threshold, "target_recall": 0.995},
-        "stage2": {"temperature": temperature, "unknown_threshold": unknown_threshold},
+        "stage2": {"temperature": temperature, "unknown_threshold": unknown_threshold,
+                   **({"other_output": True} if len(stage2_bias) == 7 else {})},
         "files": files,
         "metrics": {fmt: {"note": "random test model"} for fmt in formats},
         "provenance": {"command": "tests/edge/bundle_factory.py", "seed": seed},

@@ -76,6 +76,7 @@ def test_invalid_json_is_refused(fresh_bundle):
     (lambda m: m["stage1"].update(threshold=1.5), r"stage1.threshold must be in \[0.0, 1.0\]"),
     (lambda m: m["stage1"].update(threshold=True), "stage1.threshold must be int/float"),
     (lambda m: m["stage2"].update(temperature=0), "stage2.temperature must be a finite number > 0"),
+    (lambda m: m["stage2"].update(other_output="yes"), "stage2.other_output must be true or false"),
     (lambda m: m["input"].update(size="224"), "input.size must be int"),
     (lambda m: m["input"].update(channels=3), "input.channels must be 1"),
     (lambda m: m["preprocess"].update(low=99.0, high=1.0), "low .* must be below"),

@@ -143,6 +143,33 @@ def test_stage2_class_follows_the_model(tmp_path, cpu_profile):
     assert result.label == "crack" and result.tile_labels == ("normal", "normal", "crack", "normal")
 
 
+@pytest.mark.parametrize("other_bias, label", [(6.0, UNKNOWN), (-6.0, "crack")])
+def test_the_other_output_answers_unknown_when_it_wins(tmp_path, cpu_profile, other_bias,
+                                                       label):
+    root = make_bundle(tmp_path / "b", stage2_bias=[0, 0, 0, 0, 0, 3.0, other_bias])
+    cascade = edge.load(root, target=cpu_profile)
+    assert cascade.bundle.other_output and cascade.bundle.stage2_outputs == 7
+    result = cascade.classify(field_image(2, 2, [(1, 0)]))
+    probs = result.stage2_probs[2]
+    assert probs.shape == (6,) and probs.sum() < 1.0  # the rest is the other output's
+    assert result.label == label and result.tile_labels[2] == label
+    other = 1.0 - probs.sum()
+    assert result.score == pytest.approx(other if label == UNKNOWN else probs.max(), abs=1e-5)
+
+
+def test_a_seven_output_stage2_needs_the_manifest_to_say_so(tmp_path, cpu_profile):
+    from bundle_factory import read_manifest, write_manifest
+
+    root = make_bundle(tmp_path / "b", stage2_bias=[0, 0, 0, 0, 0, 3.0, 6.0])
+    manifest = read_manifest(root)
+    del manifest["stage2"]["other_output"]
+    write_manifest(root, manifest)
+    from edge.bundle import BundleError
+
+    with pytest.raises(BundleError, match=r"stage2 contract \[N, 6\]"):
+        edge.load(root, target=cpu_profile)
+
+
 def test_image_label_rule_is_pure_and_documented():
     s1 = np.array([0.1, 0.95, 0.7, 0.99], np.float32)
     flagged = s1 >= 0.5
@@ -161,6 +188,12 @@ def test_image_label_rule_is_pure_and_documented():
     assert labels[3] == "ler"
     none = np.zeros(4, bool)
     assert image_label(s1, none, ("normal",) * 4, 1 - s1)[0] == "normal"
+    # with the other output a row sums to 1 − its probability; it wins over every class
+    probs[1] = [0.2, 0.1, 0.05, 0.05, 0.05, 0.05]    # other: 0.5
+    probs[2] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.6]        # other: 0.4, crack wins
+    labels, scores = label_tiles(s1, flagged, probs, 0.5)
+    assert labels[1:3] == (UNKNOWN, "crack")
+    assert scores[1] == pytest.approx(0.5) and scores[2] == pytest.approx(0.6)
 
 
 def test_repeated_runs_are_identical(cascade):
