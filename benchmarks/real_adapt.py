@@ -184,8 +184,9 @@ def training_csv(images: list[Image], folds: np.ndarray, job: Job, out: Path) ->
 
 
 def scores(card) -> dict:
-    """Stage-1 recall / specificity, mapped macro-F1 (stage 2 end to end) and 7-way
-    accuracy (``other_defect`` right when answered ``unknown``) of a scorecard."""
+    """Stage-1 recall / specificity, mapped macro-F1 (stage 2 end to end), 7-way
+    accuracy (``other_defect`` right when answered ``unknown``) and the ``unknown``
+    shares of ``other_defect`` and of the taxonomy defects, of a scorecard."""
     from edge.classes import UNKNOWN
 
     ok = [p for p in card.predictions if p.ok]
@@ -194,7 +195,8 @@ def scores(card) -> dict:
             "auc": card.stage1["ranking"]["roc_auc"],
             "macro_f1": card.stage2["end_to_end"]["macro_f1"],
             "accuracy7": right / len(ok), "images": len(ok),
-            "unknown_share_other": card.out_of_taxonomy["unknown_share"]}
+            "unknown_share_other": card.out_of_taxonomy["unknown_share"],
+            "unknown_share_known": card.stage2["end_to_end"]["unknown_share"]}
 
 
 def score_bundle(bundle: Path | None, folder: Path) -> dict:

@@ -4,7 +4,7 @@
     python benchmarks/stage2_probe.py --train runs/d/train \\
         --heldout default=runs/d/heldout-default --heldout shifted=runs/d/heldout-shifted \\
         --real ../shared/data/sem-real-dev --samples 84000 [--whole-tiles] \\
-        [--outlier-weight 0.5] [--seed 0] --out probe.json
+        [--outlier-weight 0.5 | --other-output] [--seed 0] --out probe.json
 
 Trains the bundle's stage 2 as ``semedge train`` does (the default recipe's stage-2
 settings with its crop training and dense head, one thread), on a ``semedge synth``
@@ -16,7 +16,9 @@ against ``other_defect`` by the top probability). One centre tile per image, as 
 reads images — compare probes with probes, not with the cascade's numbers.
 
 ``--outlier-weight W`` trains the ``other_defect`` renders toward a uniform answer with
-weight ``W`` (outlier exposure, ``outlier_weight`` in a recipe).
+weight ``W`` (outlier exposure, ``outlier_weight`` in a recipe); ``--other-output``
+trains them as a seventh output (``other_output``), and the top probability above is then
+the six classes' share of the seven-way softmax.
 
 Results of 2026-12-07 are in docs/training-results.md ("Crop training", "Outlier
 exposure for stage 2").
@@ -49,7 +51,7 @@ def open_set_scores(logits: np.ndarray, known: np.ndarray, other: np.ndarray
     from edge.metrics import roc_auc
 
     z = logits - logits.max(1, keepdims=True)
-    top = 1.0 / np.exp(z).sum(1)
+    top = np.exp(z[:, :6]).max(1) / np.exp(z).sum(1)
     threshold = np.quantile(top[known], 0.05)
     labels = np.r_[np.zeros(known.sum()), np.ones(other.sum())]
     return {"unknown_at_5pct": float(np.mean(top[other] < threshold)),
@@ -67,7 +69,7 @@ def score_folder(model, folder: Path) -> dict[str, float]:
     known = (data.y > 0) & (data.y <= 6)
     logits = predict_logits(model, data.x)
     truth = data.y[known] - 1
-    cm = confusion_matrix(truth, logits[known].argmax(1), 6)
+    cm = confusion_matrix(truth, logits[known, :6].argmax(1), 6)
     out = {"macro_f1": float(macro_f1(cm, np.unique(truth)))}
     other = data.y == -1
     if other.any():
@@ -92,12 +94,13 @@ def train(args: argparse.Namespace):
     crop = 0 if args.whole_tiles else spec.crop
     spec = dataclasses.replace(spec, epochs=max(1, args.samples // spec.samples_per_epoch),
                                crop=crop, crop_share=spec.crop_share if crop else 0.0,
-                               outlier_weight=args.outlier_weight)
+                               outlier_weight=args.outlier_weight,
+                               other_output=args.other_output)
     data = load_dataset(*discover(args.train), dtype=np.float16, workers=1)
-    keep, targets, _, _ = _stage2_spec(data.y, args.outlier_weight > 0)
+    keep, targets, _, _ = _stage2_spec(data.y, spec)
     keep = np.flatnonzero(keep)
     y = targets[keep]
-    model = build_model("stage2")
+    model = build_model("stage2", 7 if args.other_output else None)
     cells = _dense_targets(model, [data.paths[k] for k in keep], data.y[keep],
                            read_masks(args.train), recipe.size, crop=bool(crop))
     result = fit(model, data.x[keep], y, balanced_weights(y), binary=False,
@@ -115,6 +118,8 @@ def main() -> int:
     p.add_argument("--samples", type=int, default=84_000)
     p.add_argument("--whole-tiles", action="store_true", help="no crop training")
     p.add_argument("--outlier-weight", type=float, default=0.0)
+    p.add_argument("--other-output", action="store_true",
+                   help="other_defect as a seventh output (answered unknown)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()

@@ -20,7 +20,7 @@ When the training images include at least :data:`OTHER_OUTPUT_MIN_IMAGES` of
 ``other_defect`` (real defects outside the six classes), stage 2 also learns them as a
 seventh output that the runtime answers ``unknown`` (``other_output``). On the real dev
 crops, fine-tuned on four grouped folds, that output sent 54 % of the held-out
-``other_defect`` crops to ``unknown`` against 19 % for the top-probability threshold
+``other_defect`` crops to ``unknown`` against 13 % for the top-probability threshold
 alone (docs/real-sem.md).
 
 On this project's 2-core reference machine that keeps ~2,000 images within 30 minutes:

@@ -75,7 +75,7 @@ class _Card:
     def __init__(self, predictions):
         self.predictions = predictions
         self.stage1 = {"recall": 1.0, "specificity": 0.5, "ranking": {"roc_auc": 0.9}}
-        self.stage2 = {"end_to_end": {"macro_f1": 0.7}}
+        self.stage2 = {"end_to_end": {"macro_f1": 0.7, "unknown_share": 0.0}}
         self.out_of_taxonomy = {"unknown_share": 0.5}
 
 
