@@ -627,16 +627,23 @@ def _load_data(q: _Request, pre: _Preflight, dist: Distributed, progress: Any) -
     return _Data(train, val, calib, sets, splits_path)
 
 
-def _stage2_spec(labels: np.ndarray, m: ModelRecipe) -> tuple:
-    """Stage 2's ``(tiles kept, targets, weights, binary)``: the six classes (0–5), and
-    the ``other_defect`` tiles as class 6 with ``m.other_output``, or with an outlier
-    weight as target -1 (a uniform answer); either is drawn as often as one class."""
+def _stage2_rows(labels: np.ndarray, other_output: bool, outliers: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``(tiles kept, targets)`` of stage 2: the six classes as 0–5, and the
+    ``other_defect`` tiles as ``OTHER_OUTPUT`` with ``other_output``, as -1 (a uniform
+    answer) with ``outliers``, otherwise left out."""
     from training.labels import OTHER_DEFECT, OTHER_OUTPUT
 
-    other = m.other_output or m.outlier_weight > 0
-    keep = (labels > 0) | (other & (labels == OTHER_DEFECT))
-    other_target = OTHER_OUTPUT if m.other_output else -1
-    return keep, np.where(labels == OTHER_DEFECT, other_target, labels - 1), None, False
+    keep = (labels > 0) | ((other_output or outliers) & (labels == OTHER_DEFECT))
+    other_target = OTHER_OUTPUT if other_output else -1
+    return keep, np.where(labels == OTHER_DEFECT, other_target, labels - 1)
+
+
+def _stage2_spec(labels: np.ndarray, m: ModelRecipe) -> tuple:
+    """Stage 2's ``(tiles kept, targets, weights, binary)`` (:func:`_stage2_rows`); the
+    ``other_defect`` tiles, when trained, are drawn as often as one class."""
+    keep, targets = _stage2_rows(labels, m.other_output, m.outlier_weight > 0)
+    return keep, targets, None, False
 
 
 def _scheduled(q: _Request, pre: _Preflight, train: Dataset, console: Any) -> _Request:
@@ -671,7 +678,6 @@ def _val_score(model_name: str, val: Dataset, other_output: bool = False):
     models' macro-F1 over the classes present, stage 2's other output one of them
     (None: no validation tile to score)."""
     from edge.metrics import confusion_matrix, macro_f1, roc_auc
-    from training.labels import OTHER_DEFECT, OTHER_OUTPUT
     from training.train_loop import predict_logits
 
     if model_name == "stage1":
@@ -680,9 +686,8 @@ def _val_score(model_name: str, val: Dataset, other_output: bool = False):
             return None
         return lambda model: roc_auc(truth, predict_logits(model, val.x)[:, 0])
     if model_name == "stage2":
-        keep = (val.y > 0) | (other_output & (val.y == OTHER_DEFECT))
-        truth = np.where(val.y == OTHER_DEFECT, OTHER_OUTPUT, val.y - 1)[keep]
-        classes = 7 if other_output else 6
+        keep, targets = _stage2_rows(val.y, other_output)
+        truth, classes = targets[keep], 7 if other_output else 6
     else:
         keep, truth, classes = val.y >= 0, val.y[val.y >= 0], 7
     if not keep.any():
@@ -712,10 +717,12 @@ def _initial_model(name: str, init: Path | None, other_output: bool):
 
 
 def _has_other_output(model) -> bool:
-    """Whether a stage-2 model has the other output (index ``OTHER_OUTPUT``)."""
+    """Whether ``model`` is a stage 2 with the other output (index ``OTHER_OUTPUT``);
+    ``None`` (no stage 2) has none."""
     from training.labels import OTHER_OUTPUT
 
-    return model.arch.name == "stage2" and model.arch.outputs > OTHER_OUTPUT
+    return (model is not None and model.arch.name == "stage2"
+            and model.arch.outputs > OTHER_OUTPUT)
 
 
 def _train_models(q: _Request, pre: _Preflight, data: _Data, dist: Distributed,
@@ -774,7 +781,7 @@ def _calibrate(q: _Request, pre: _Preflight, models: dict, val: Dataset,
         softmax,
     )
     from training.evaluate import sigmoid
-    from training.labels import OTHER_DEFECT, OTHER_OUTPUT
+    from training.labels import OTHER_OUTPUT
     from training.train_loop import predict_logits
 
     r = q.recipe
@@ -800,10 +807,9 @@ def _calibrate(q: _Request, pre: _Preflight, models: dict, val: Dataset,
         return _Calibration(stage1_info, choice, pre.source.temperature,
                             pre.source.unknown_threshold, s2.get("ece_before"),
                             s2.get("ece_after"), val_stage1)
-    other = _has_other_output(models["stage2"])
-    keep = (val.y > 0) | (other & (val.y == OTHER_DEFECT))
+    keep, targets = _stage2_rows(val.y, _has_other_output(models["stage2"]))
     val_s2 = predict_logits(models["stage2"], val.x[keep])
-    truth = np.where(val.y == OTHER_DEFECT, OTHER_OUTPUT, val.y - 1)[keep]
+    truth = targets[keep]
     temperature = fit_temperature(val_s2, truth)
     ece_before = expected_calibration_error(softmax(val_s2), truth)
     ece_after = expected_calibration_error(softmax(val_s2, temperature), truth)
@@ -1024,8 +1030,7 @@ def _write_bundle_manifest(q: _Request, pre: _Preflight, models: dict, files: di
     return write_manifest(out_dir, name=q.name, size=r.size, low=r.low, high=r.high,
                           stage1=_stage1_manifest(r, cal, "stage1" in models),
                           stage2=_stage2_manifest(r, pre, cal, "stage2" in models,
-                                                  "stage2" in models
-                                                  and _has_other_output(models["stage2"])),
+                                                  _has_other_output(models.get("stage2"))),
                           files=files, metrics=metrics, provenance=provenance,
                           models=model_info, large_image=large, checkpoints=bundle_ckpts,
                           splits=splits_path)
