@@ -23,8 +23,8 @@ enforced (a refused bundle is scored too).
 
 A run takes 4–7 minutes of one core (2026-12-07; from scratch the longest), so the whole
 protocol is ~4 hours of a 2-core machine; it can be run in parts (``--seeds 0``,
-``--shares 1``), and runs already in ``OUT/results.json`` are kept. ``--budget 0.25`` scales the schedule's samples (and
-its bounds) to a quarter, ~1 minute a run.
+``--shares 1``), and runs already in ``OUT/results.json`` are kept. ``--budget 0.25``
+scales the schedule's samples (and its bounds) to a quarter, ~1 minute a run.
 
 Per run: stage-1 recall and specificity at the bundle's threshold, mapped macro-F1 (stage
 2 end to end over the folders with examples: ``ler``, ``open``, ``short``, ``crack``,

@@ -33,7 +33,7 @@ import numpy.typing as npt
 from edge.classes import CLASSES, DEFECT_CLASSES, DEFECTIVE, UNKNOWN
 
 __all__ = ["ImageResult", "TileResult", "blank_result", "error_result", "image_label",
-           "label_tiles"]
+           "label_tiles", "stage2_decision"]
 
 NORMAL = CLASSES[0]
 
@@ -190,6 +190,19 @@ def blank_result(path: str | None, warning: str, boxes: np.ndarray, *,
     )
 
 
+def stage2_decision(probs: np.ndarray, unknown_threshold: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stage 2's rule on rows of the six classes' probabilities ``(M, 6)`` (a row sums to
+    less than 1 with the other output): ``(best class index, score, unknown)``. A row
+    is ``unknown`` when the other output's probability (1 − the row sum; ~0 without
+    one) is above every class's, scored with it, or when its best class is under
+    ``unknown_threshold``; otherwise the score is the best class's probability."""
+    best, top = probs.argmax(axis=1), probs.max(axis=1)
+    other = 1.0 - probs.sum(axis=1)
+    by_other = other > top
+    return best, np.where(by_other, other, top), by_other | (top < unknown_threshold)
+
+
 def label_tiles(stage1_scores: np.ndarray, flagged: np.ndarray, probs: np.ndarray | None,
                 unknown_threshold: float) -> tuple[tuple[str, ...], np.ndarray]:
     """Per-tile labels and scores (pure; see the module docstring for the rule).
@@ -198,25 +211,18 @@ def label_tiles(stage1_scores: np.ndarray, flagged: np.ndarray, probs: np.ndarra
     than 1: the rest is the other output's), or ``None`` for a stage-1-only bundle
     (flagged tiles are then ``defective``).
     """
-    labels = []
-    scores = np.empty(len(stage1_scores), np.float32)
-    for i, (s1, hit) in enumerate(zip(stage1_scores, flagged)):
-        if not hit:
-            labels.append(NORMAL)
-            scores[i] = 1.0 - s1
-            continue
-        if probs is None:
-            labels.append(DEFECTIVE)
-            scores[i] = s1
-            continue
-        top = int(np.argmax(probs[i]))
-        other = 1.0 - float(probs[i].sum())  # ~0 (rounding) without an other output
-        if other > probs[i, top]:
-            scores[i] = other
-            labels.append(UNKNOWN)
-            continue
-        scores[i] = probs[i, top]
-        labels.append(DEFECT_CLASSES[top] if probs[i, top] >= unknown_threshold else UNKNOWN)
+    labels = [NORMAL] * len(stage1_scores)
+    scores = (1.0 - np.asarray(stage1_scores)).astype(np.float32)
+    idx = np.flatnonzero(flagged)
+    if probs is None:
+        for i in idx:
+            labels[i] = DEFECTIVE
+        scores[idx] = np.asarray(stage1_scores)[idx]
+        return tuple(labels), scores
+    best, score, unknown = stage2_decision(np.asarray(probs)[idx], unknown_threshold)
+    for i, b, u in zip(idx, best, unknown):
+        labels[i] = UNKNOWN if u else DEFECT_CLASSES[b]
+    scores[idx] = score
     return tuple(labels), scores
 
 

@@ -55,16 +55,16 @@ def _safe_div(a: float, b: float) -> float:
 
 
 def stage2_answers(logits: np.ndarray, temperature: float, unknown_threshold: float
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Stage 2 as the runtime reads it (``edge.results.label_tiles``): the six classes'
-    calibrated probabilities ``(N, 6)`` (a row sums to less than 1 when the logits carry
-    the other output), the best class 0–5, its probability, and whether the answer is
-    ``unknown`` (that probability under ``unknown_threshold``, or the other output's
-    above it)."""
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stage 2 as the runtime reads it (``edge.results.stage2_decision``): the six
+    classes' calibrated probabilities ``(N, 6)`` (a row sums to less than 1 when the
+    logits carry the other output), the best class 0–5, and whether the answer is
+    ``unknown``."""
+    from edge.results import stage2_decision
+
     six = softmax(logits, temperature)[:, :len(DEFECT_CLASSES)]
-    pred, top = six.argmax(axis=1), six.max(axis=1)
-    unknown = (top < unknown_threshold) | (1.0 - six.sum(axis=1) > top)
-    return six, pred, top, unknown
+    pred, _, unknown = stage2_decision(six, unknown_threshold)
+    return six, pred, unknown
 
 
 def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
@@ -122,8 +122,7 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
     if "stage2" not in outputs:
         return _binary_cascade(res, outputs, labels, flagged, threshold, reference)
 
-    p2, pred2, top2, unknown2 = stage2_answers(outputs["stage2"], temperature,
-                                               unknown_threshold)
+    p2, pred2, unknown2 = stage2_answers(outputs["stage2"], temperature, unknown_threshold)
     intax = labels > 0
     true2 = labels[intax] - 1
     conf2 = confusion(true2, pred2[intax], len(DEFECT_CLASSES), len(DEFECT_CLASSES))
@@ -177,8 +176,8 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
 
     if reference is not None:
         r1 = sigmoid(reference["stage1"][:, 0]) >= threshold
-        _, rpred2, _, runknown2 = stage2_answers(reference["stage2"], temperature,
-                                                 unknown_threshold)
+        _, rpred2, runknown2 = stage2_answers(reference["stage2"], temperature,
+                                              unknown_threshold)
         rcascade = np.where(r1, np.where(runknown2, 7, rpred2 + 1), 0)
         agree = {
             "stage1": float((r1 == flagged).mean()),

@@ -75,12 +75,12 @@ def test_stage2_targets_for_other_defect():
 
 def test_stage2_answers_read_the_other_output_as_the_runtime_does():
     six = np.array([[4.0, 0, 0, 0, 0, 0], [0.4, 0.3, 0, 0, 0, 0]])
-    _, pred, top, unknown = stage2_answers(six, 1.0, 0.5)
+    _, pred, unknown = stage2_answers(six, 1.0, 0.5)
     assert pred.tolist() == [0, 0] and unknown.tolist() == [False, True]
     seven = np.array([[4.0, 0, 0, 0, 0, 0, 5.0],   # the other output wins: unknown
                       [4.0, 0, 0, 0, 0, 0, 2.0],   # ler wins over it and the floor
                       [2.0, 0, 0, 0, 0, 0, 1.9]])  # ler wins over it, under the floor
-    probs, pred, top, unknown = stage2_answers(seven, 1.0, 0.5)
+    probs, pred, unknown = stage2_answers(seven, 1.0, 0.5)
     assert probs.shape == (3, 6) and (probs.sum(1) < 1).all()
     assert unknown.tolist() == [True, False, True] and (pred == 0).all()
 
