@@ -228,7 +228,7 @@ def _train_and_score(job: Job, images: list[Image], folds: np.ndarray, fold_dir:
                      out: Path, threads: int) -> dict:
     """The body of :func:`run_job`, inside its schedule."""
     from edge.bundle import default_bundle_path
-    from training.export.gate import ExportRefused, check_drift
+    from training.export.gate import ExportRefused, changed_answers, check_drift
     from training.pipeline import EvalSet, train_bundle
     from training.recipe import TrainRecipe
 
@@ -252,6 +252,7 @@ def _train_and_score(job: Job, images: list[Image], folds: np.ndarray, fold_dir:
     except ExportRefused:
         row["gate"] = "refused"
     row["drift"] = {k: d["drop"] for k, d in rep["drift"].items()}
+    row["stage2_changed_answers"] = changed_answers(fold_eval["onnx-int8"])
     row.update(score_bundle(work / "bundle", fold_dir))
     row["seconds"] = time.perf_counter() - t0
     shutil.rmtree(work, ignore_errors=True)  # trained on dev crops: never kept

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from training.export.gate import DriftBudget, ExportRefused, check_drift
+from training.export.gate import DriftBudget, ExportRefused, changed_answers, check_drift
 
 
 def _m(recall, f1):
@@ -70,3 +70,42 @@ def test_a_large_set_keeps_the_half_point_budget():
     check_drift(_counted(1393 / 1400, 1400), _counted(1387 / 1400, 1400))  # 6 lost
     with pytest.raises(ExportRefused):
         check_drift(_counted(1393 / 1400, 1400), _counted(1385 / 1400, 1400))  # 8 lost
+
+
+def _stage2(f1, changed, tiles=75):
+    return {"stage1": {"recall": 1.0, "defects": tiles},
+            "stage2": {"macro_f1": f1, "tiles": tiles},
+            "agreement": {"stage2_defect_tiles": 1 - changed / tiles}}
+
+
+@pytest.mark.parametrize(("changed", "refused"), [(0, False), (2, False), (3, True)])
+def test_a_small_set_tolerates_two_changed_stage2_answers_not_three(changed, refused):
+    # 75 defects: one answer moved out of a class of 8 costs ~3 points of macro-F1
+    fp32, int8 = _stage2(0.80, 0), _stage2(0.77, changed)
+    if refused:
+        with pytest.raises(ExportRefused, match="3 defect answers changed, 2 allowed"):
+            check_drift(fp32, int8)
+    else:
+        drops = check_drift(fp32, int8)["stage2_macro_f1"]
+        assert drops["changed_answers"] == changed
+        assert drops["drop"] == pytest.approx(0.03)
+
+
+def test_changed_answers_need_the_agreement_to_count():
+    # without a reference the macro-F1 budget alone decides, as before
+    int8 = _stage2(0.77, 1)
+    del int8["agreement"]
+    with pytest.raises(ExportRefused, match="stage2_macro_f1"):
+        check_drift(_stage2(0.80, 0), int8)
+
+
+def test_a_lost_stage2_metric_is_refused_however_few_answers_changed():
+    with pytest.raises(ExportRefused, match="stage2_macro_f1"):
+        check_drift(_stage2(0.80, 0), _stage2(float("nan"), 0))
+
+
+@pytest.mark.parametrize(("agreement", "tiles", "expected"), [
+    (1.0, 75, 0), (73 / 75, 75, 2), (float("nan"), 75, None), (1.0, 0, None)])
+def test_changed_answers_from_the_agreement(agreement, tiles, expected):
+    metrics = {"stage2": {"tiles": tiles}, "agreement": {"stage2_defect_tiles": agreement}}
+    assert changed_answers(metrics) == expected
