@@ -23,8 +23,9 @@ enforced (a refused bundle is scored too).
 
 A run takes 4–7 minutes of one core (2026-12-07; from scratch the longest), so the whole
 protocol is ~4 hours of a 2-core machine; it can be run in parts (``--seeds 0``,
-``--shares 1``), and runs already in ``OUT/results.json`` are kept. ``--budget 0.25``
-scales the schedule's samples (and its bounds) to a quarter, ~1 minute a run.
+``--shares 1``, ``--runs finetune``), and runs already in ``OUT/results.json`` are kept.
+``--budget 0.25`` scales the schedule's samples (and its bounds) to a quarter, ~1 minute
+a run.
 
 Per run: stage-1 recall and specificity at the bundle's threshold, mapped macro-F1 (stage
 2 end to end over the folders with examples: ``ler``, ``open``, ``short``, ``crack``,
@@ -60,6 +61,7 @@ FOLDS = 5
 SHARES = (0.25, 0.5, 1.0)
 SEEDS = (0, 1, 2)
 MODES = ("finetune", "scratch")
+RUNS = (*MODES, "ungrouped")  # what --runs can pick
 GROUP_DISTANCE = 12  # bits of 63: same-figure crops join at 6-12, random pairs differ ~31
 
 
@@ -353,9 +355,10 @@ def groups_sheet(images: list[Image], path: Path, rows: int = 10, per_row: int =
 
 
 def plan(seeds: tuple[int, ...], budget: float = 1.0, shares: tuple[float, ...] = SHARES,
-         quick: bool = False) -> list[Job]:
+         quick: bool = False, runs: tuple[str, ...] = RUNS) -> list[Job]:
     """Every run of the protocol for ``seeds`` and label ``shares``, seed by seed
-    (``quick``: two runs, to check the plumbing)."""
+    (``quick``: two runs, to check the plumbing); ``runs`` picks among fine-tuned and
+    from-scratch on grouped folds and fine-tuned on ungrouped folds (at 100 % only)."""
     if quick:
         return [Job("finetune", "grouped", 0, 0.25, 0, budget),
                 Job("scratch", "grouped", 0, 0.25, 0, budget)]
@@ -363,8 +366,8 @@ def plan(seeds: tuple[int, ...], budget: float = 1.0, shares: tuple[float, ...] 
     for seed in seeds:  # the headline comparisons first: a partial run still answers them
         for share in sorted(shares, reverse=True):
             jobs += [Job(mode, "grouped", k, share, seed, budget)
-                     for mode in MODES for k in range(FOLDS)]
-            if share == 1.0:
+                     for mode in MODES if mode in runs for k in range(FOLDS)]
+            if share == 1.0 and "ungrouped" in runs:
                 jobs += [Job("finetune", "ungrouped", k, 1.0, seed, budget)
                          for k in range(FOLDS)]
     return jobs
@@ -384,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="training seeds (default 0 1 2; runs already in OUT are kept)")
     parser.add_argument("--shares", type=float, nargs="+", default=list(SHARES),
                         help="shares of the training folds' labels (default 0.25 0.5 1)")
+    parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS),
+                        help="fine-tuned and from scratch on grouped folds, fine-tuned on "
+                             "ungrouped folds (default all three)")
     parser.add_argument("--quick", action="store_true", help="two runs: check the plumbing")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
@@ -406,8 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     results_path = args.out / "results.json"
     rows = json.loads(results_path.read_text()) if results_path.exists() else []
     done = {r["tag"] for r in rows}
-    todo = [j for j in plan(tuple(args.seeds), args.budget, tuple(args.shares), args.quick)
-            if j.tag not in done]
+    todo = [j for j in plan(tuple(args.seeds), args.budget, tuple(args.shares), args.quick,
+                            tuple(args.runs)) if j.tag not in done]
     print(f"{len(todo)} runs to go ({len(done)} already in {results_path})", flush=True)
     t0 = time.perf_counter()
     # spawn, not fork: the scoring above started the kernels' OpenMP threads, and a forked

@@ -105,3 +105,12 @@ def test_the_plan_runs_each_configuration_once_and_tags_the_budget(load_benchmar
     quarter = ra.plan((0,), budget=0.25, shares=(1.0,))
     assert all(j.tag.endswith("-b0.25") for j in quarter)
     assert not {j.tag for j in quarter} & {j.tag for j in headline}
+
+
+def test_the_plan_runs_only_the_chosen_kinds(load_benchmark):
+    ra = load_benchmark("real_adapt")
+    jobs = ra.plan((2,), shares=(1.0, 0.5), runs=("finetune",))
+    assert {(j.mode, j.split) for j in jobs} == {("finetune", "grouped")}
+    assert len(jobs) == 2 * ra.FOLDS
+    ungrouped = ra.plan((0,), shares=(0.5,), runs=("ungrouped",))
+    assert ungrouped == []  # ungrouped folds are run at 100 % of the labels only
