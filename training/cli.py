@@ -85,6 +85,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-recall", type=_fraction, default=None, metavar="R",
                         help="stage 1's validation recall target, 0 < R < 1 (default: the "
                              "recipe's; 0.95 without a recipe)")
+    parser.add_argument("--max-recall-drop", type=_fraction, default=None, metavar="D",
+                        help="stage-1 recall int8 may lose against fp32 on the gate set "
+                             "before the export is refused (default 0.005, or two defects "
+                             "of the set)")
+    parser.add_argument("--max-macro-f1-drop", type=_fraction, default=None, metavar="D",
+                        help="stage-2 macro-F1 int8 may lose likewise (default 0.01, or "
+                             "any loss from two changed defect answers)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="overrides every model's epoch count")
     parser.add_argument("--samples-per-epoch", type=int, default=None,
@@ -137,7 +144,10 @@ def run_train(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"semedge train: {err}", file=sys.stderr)
         return 2
-    recipe = recipe.with_overrides(seed=args.seed, threads=args.threads).with_epochs(args.epochs)
+    recipe = recipe.with_overrides(seed=args.seed, threads=args.threads,
+                                   max_recall_drop=args.max_recall_drop,
+                                   max_macro_f1_drop=args.max_macro_f1_drop
+                                   ).with_epochs(args.epochs)
     if args.samples_per_epoch is not None:
         recipe = replace(recipe, **{k: replace(getattr(recipe, k),
                                                samples_per_epoch=args.samples_per_epoch)
@@ -157,7 +167,7 @@ def run_train(args: argparse.Namespace) -> int:
                                     and args.samples_per_epoch is None),
                      target_recall=args.target_recall)
     except ExportRefused as err:
-        print(f"semedge train: {err}", file=sys.stderr)
+        print(f"semedge train: {err}\n{_refusal_hint(args.out)}", file=sys.stderr)
         return 3
     except (DatasetError, BundleError, ValueError) as err:
         text = str(err)
@@ -165,6 +175,13 @@ def run_train(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     return 0
+
+
+def _refusal_hint(out: Path) -> str:
+    """What a refused user can do next."""
+    return (f"semedge train: no bundle written; the numbers are in {out / 'report'}. Train "
+            "again with another --seed, or, having read them, allow more drift with "
+            "--max-recall-drop / --max-macro-f1-drop")
 
 
 def _command_line(args: argparse.Namespace) -> str:

@@ -107,3 +107,29 @@ def test_target_recall_outside_0_1_is_a_usage_error(capsys):
     with pytest.raises(SystemExit):
         _parsed(["--data", "d", "--out", "o", "--target-recall", "1.5"])
     assert "between 0 and 1" in capsys.readouterr().err
+
+
+def test_drift_budgets_from_the_cli_keep_the_scaled_schedule(monkeypatch, tmp_path):
+    calls = {}
+    monkeypatch.setattr("training.pipeline.train_bundle",
+                        lambda *a, **kw: calls.update(kw))
+    args = _parsed(["--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                    "--max-recall-drop", "0.02", "--max-macro-f1-drop", "0.05"])
+    assert cli.run_train(args) == 0
+    assert calls["scale_to_data"] is True
+    assert calls["recipe"].max_recall_drop == 0.02
+    assert calls["recipe"].max_macro_f1_drop == 0.05
+
+
+def test_a_refused_export_tells_the_user_what_to_do_next(monkeypatch, tmp_path, capsys):
+    from training.export.gate import ExportRefused
+
+    def refuse(*a, **kw):
+        raise ExportRefused("export refused: onnx-int8 drifts from fp32: stage2_macro_f1", {})
+
+    monkeypatch.setattr("training.pipeline.train_bundle", refuse)
+    out = tmp_path / "o"
+    assert cli.run_train(_parsed(["--data", str(tmp_path), "--out", str(out)])) == 3
+    err = capsys.readouterr().err
+    assert "stage2_macro_f1" in err and str(out / "report") in err
+    assert "--seed" in err and "--max-macro-f1-drop" in err
