@@ -235,6 +235,7 @@ def _train_and_score(job: Job, images: list[Image], folds: np.ndarray, fold_dir:
     from training.recipe import TrainRecipe
 
     work = out / "work" / job.tag
+    shutil.rmtree(work, ignore_errors=True)  # an interrupted run's leftovers
     labels = training_csv(images, folds, job, work / "labels.csv")
     recipe = TrainRecipe(seed=job.seed, threads=threads, train_monolithic=False,
                          max_recall_drop=1.0, max_macro_f1_drop=1.0)
@@ -422,20 +423,36 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=context) as pool:
         futures = [pool.submit(run_job, j, images, folds[j.split], dirs[j.split][j.fold],
                                args.out, args.threads) for j in todo]
-        for n, fut in enumerate(futures, 1):
-            row = fut.result()
-            rows.append(row)
-            results_path.write_text(json.dumps(rows, indent=1))
-            shown = {m: round(row[m], 3) for m in METRICS if m in row}
-            left = (time.perf_counter() - t0) / n * (len(todo) - n)
-            print(f"[{n}/{len(todo)}] {row['tag']} {row['seconds']:.0f} s, gate {row['gate']},"
-                  f" {shown}; ~{left / 60:.0f} min left", flush=True)
+        failed = [tag for tag in (_collect(fut, job, n, len(todo), rows, results_path, t0)
+                                  for n, (job, fut) in enumerate(zip(todo, futures), 1))
+                  if tag is not None]
     summary = summarize(rows, baseline)
     (args.out / "summary.json").write_text(json.dumps(
         {"data": info, "baseline": baseline, "summary": summary}, indent=1))
     print_table(summary)
     plot(summary, args.out / "adapt.png")
+    if failed:
+        print(f"real_adapt: {len(failed)} runs failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _collect(fut, job: Job, n: int, total: int, rows: list[dict], results_path: Path,
+             t0: float) -> str | None:
+    """Wait for one run: append its row to ``results_path`` and print it, or print why
+    it failed and return its tag (the other runs go on)."""
+    try:
+        row = fut.result()
+    except Exception as err:  # noqa: BLE001 — one run's failure must not lose the others
+        print(f"[{n}/{total}] {job.tag} failed: {type(err).__name__}: {err}", flush=True)
+        return job.tag
+    rows.append(row)
+    results_path.write_text(json.dumps(rows, indent=1))
+    shown = {m: round(row[m], 3) for m in METRICS if m in row}
+    left = (time.perf_counter() - t0) / n * (total - n)
+    print(f"[{n}/{total}] {row['tag']} {row['seconds']:.0f} s, gate {row['gate']},"
+          f" {shown}; ~{left / 60:.0f} min left", flush=True)
+    return None
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -114,3 +115,19 @@ def test_the_plan_runs_only_the_chosen_kinds(load_benchmark):
     assert len(jobs) == 2 * ra.FOLDS
     ungrouped = ra.plan((0,), shares=(0.5,), runs=("ungrouped",))
     assert ungrouped == []  # ungrouped folds are run at 100 % of the labels only
+
+
+def test_a_failed_run_is_reported_and_the_others_are_kept(load_benchmark, tmp_path, capsys):
+    from concurrent.futures import Future
+
+    ra = load_benchmark("real_adapt")
+    jobs = ra.plan((0,), shares=(1.0,), runs=("finetune",))[:2]
+    broken, done = Future(), Future()
+    broken.set_exception(ValueError("out of disk"))
+    done.set_result({"tag": jobs[1].tag, "seconds": 1.0, "gate": "passed", "accuracy7": 0.5})
+    rows: list[dict] = []
+    path = tmp_path / "results.json"
+    assert ra._collect(broken, jobs[0], 1, 2, rows, path, 0.0) == jobs[0].tag
+    assert ra._collect(done, jobs[1], 2, 2, rows, path, 0.0) is None
+    assert [r["tag"] for r in json.loads(path.read_text())] == [jobs[1].tag]
+    assert f"{jobs[0].tag} failed: ValueError: out of disk" in capsys.readouterr().out
