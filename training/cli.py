@@ -196,6 +196,8 @@ def _command_line(args: argparse.Namespace) -> str:
     for es in args.eval_sets:
         parts += ["--eval", f"{es.name}={es.path}"]
     for flag, value in (("--seed", args.seed), ("--target-recall", args.target_recall),
+                        ("--max-recall-drop", args.max_recall_drop),
+                        ("--max-macro-f1-drop", args.max_macro_f1_drop),
                         ("--epochs", args.epochs),
                         ("--samples-per-epoch", args.samples_per_epoch),
                         ("--threads", args.threads), ("--checkpoints", args.checkpoints),

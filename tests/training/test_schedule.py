@@ -119,6 +119,7 @@ def test_drift_budgets_from_the_cli_keep_the_scaled_schedule(monkeypatch, tmp_pa
     assert calls["scale_to_data"] is True
     assert calls["recipe"].max_recall_drop == 0.02
     assert calls["recipe"].max_macro_f1_drop == 0.05
+    assert "--max-recall-drop 0.02 --max-macro-f1-drop 0.05" in calls["command"]
 
 
 def test_a_refused_export_tells_the_user_what_to_do_next(monkeypatch, tmp_path, capsys):
