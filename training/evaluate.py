@@ -186,6 +186,7 @@ def evaluate_outputs(outputs: dict[str, np.ndarray], labels: np.ndarray, *,
             # six-way argmax has no right answer and near-ties flip under quantization
             "stage2_defect_tiles": float((rpred2 == pred2)[intax].mean())
             if intax.any() else float("nan"),
+            "stage2_defect_tiles_changed": int((rpred2 != pred2)[intax].sum()),
             "cascade": float((rcascade == cascade).mean()),
             "stage1_max_abs_logit_diff": float(np.abs(reference["stage1"]
                                                       - outputs["stage1"]).max()),

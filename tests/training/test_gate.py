@@ -75,7 +75,8 @@ def test_a_large_set_keeps_the_half_point_budget():
 def _stage2(f1, changed, tiles=75):
     return {"stage1": {"recall": 1.0, "defects": tiles},
             "stage2": {"macro_f1": f1, "tiles": tiles},
-            "agreement": {"stage2_defect_tiles": 1 - changed / tiles}}
+            "agreement": {"stage2_defect_tiles": 1 - changed / tiles,
+                          "stage2_defect_tiles_changed": changed}}
 
 
 @pytest.mark.parametrize(("changed", "refused"), [(0, False), (2, False), (3, True)])
@@ -105,7 +106,8 @@ def test_a_lost_stage2_metric_is_refused_however_few_answers_changed():
 
 
 @pytest.mark.parametrize(("agreement", "tiles", "expected"), [
-    (1.0, 75, 0), (73 / 75, 75, 2), (float("nan"), 75, None), (1.0, 0, None)])
+    ({"stage2_defect_tiles_changed": 0}, 75, 0), ({"stage2_defect_tiles_changed": 2}, 75, 2),
+    ({"stage2_defect_tiles": 0.9}, 75, None), ({"stage2_defect_tiles_changed": 0}, 0, None)])
 def test_changed_answers_from_the_agreement(agreement, tiles, expected):
-    metrics = {"stage2": {"tiles": tiles}, "agreement": {"stage2_defect_tiles": agreement}}
+    metrics = {"stage2": {"tiles": tiles}, "agreement": agreement}
     assert changed_answers(metrics) == expected

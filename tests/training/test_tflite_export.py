@@ -282,3 +282,9 @@ def test_evaluate_reports_stage2_agreement_on_defect_tiles():
                            reference={"stage1": s1, "stage2": ref2})
     assert res["agreement"]["stage2"] == 0.75
     assert res["agreement"]["stage2_defect_tiles"] == 1.0
+    assert res["agreement"]["stage2_defect_tiles_changed"] == 0
+    got2[3] = [3, 0, 0, 0, 0, 0]  # and one on a defect tile
+    res = evaluate_outputs({"stage1": s1, "stage2": got2}, labels, threshold=0.5,
+                           temperature=1.0, unknown_threshold=0.0,
+                           reference={"stage1": s1, "stage2": ref2})
+    assert res["agreement"]["stage2_defect_tiles_changed"] == 1

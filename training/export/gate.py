@@ -103,9 +103,9 @@ def _refusal(key: str, entry: dict) -> str:
 
 def changed_answers(metrics: dict) -> int | None:
     """How many of a set's taxonomy-defect tiles stage 2 answers otherwise than the fp32
-    reference, from ``evaluate_outputs``' ``agreement``; ``None`` without one."""
-    agree = metrics.get("agreement", {}).get("stage2_defect_tiles")
-    tiles = metrics.get("stage2", {}).get("tiles")
-    if agree is None or not tiles or math.isnan(float(agree)):
+    reference (``evaluate_outputs``' ``agreement``); ``None`` when there is no count or
+    no such tile."""
+    changed = metrics.get("agreement", {}).get("stage2_defect_tiles_changed")
+    if changed is None or not metrics.get("stage2", {}).get("tiles"):
         return None
-    return round((1.0 - float(agree)) * int(tiles))
+    return int(changed)
